@@ -1,0 +1,114 @@
+"""`msec-agent`: run the agent, check a configuration or a model file.
+
+Exit codes: 0 success, 1 a file with problems (each printed as `path: expected ... (found ...)`), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from .core.logs import setup_logging
+from .core.model.declaration import read_model_file
+
+log = logging.getLogger("agent")
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("agent") / "profiles" / "demo.toml"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msec-agent", description="M-Sec edge appliance device agent")
+    parser.add_argument("--version", action="version", version=f"msec-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the agent")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, default=None, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    source.add_argument("--demo", action="store_true", help="the built-in demo profile (simulated devices)")
+    run.add_argument("--state-dir", type=Path, help="override agent.state_dir (absolute after resolving)")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config file and the model files it names")
+    check.add_argument("path", type=Path)
+
+    model = commands.add_parser("model", help="model file tools")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    model_check = model_commands.add_parser("check", help="validate a model file")
+    model_check.add_argument("path", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "config":
+        return _config_check(args.path)
+    if args.command == "model":
+        return _model_check(args.path)
+    return _run(args)
+
+
+def _report(error: ConfigError) -> int:
+    print(f"{error.source}: {len(error.problems)} problem(s)", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
+def _config_check(path: Path) -> int:
+    from .app import extensions
+
+    try:
+        config = load_config(path, extensions())
+    except ConfigError as error:
+        return _report(error)
+    drivers = ", ".join(f"{d.id} ({d.type})" for d in config.drivers) or "none"
+    print(f"{path}: OK (device {config.agent.device_id}, profile {config.agent.profile}, drivers: {drivers}, "
+          f"{len(config.model_files)} model file(s))")
+    return 0
+
+
+def _model_check(path: Path) -> int:
+    try:
+        declaration = read_model_file(path)
+    except ConfigError as error:
+        return _report(error)
+    resources_count = sum(len(s.resources) for p in declaration.providers.values() for s in p.services.values())
+    print(f"{path}: OK ({len(declaration.providers)} provider(s), {resources_count} resource(s))")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .app import build_agent, extensions
+
+    path = demo_config_path() if args.demo else (args.config or DEFAULT_CONFIG_PATH)
+    overrides = {}
+    if args.state_dir is not None:
+        overrides["agent"] = {"state_dir": str(args.state_dir.resolve())}
+    try:
+        config = load_config(path, extensions(), overrides)
+    except ConfigError as error:
+        return _report(error)
+    setup_logging(config.agent.log_level, config.agent.log_format)
+    try:
+        agent = build_agent(config)
+    except Exception as error:  # e.g. the state directory is not writable: say so, without a traceback
+        log.error("cannot start: %s: %s", type(error).__name__, error)
+        return 1
+    log.info("agent %s starting", config.agent.device_id, extra={
+        "version": __version__, "profile": config.agent.profile, "state_dir": str(config.state_dir),
+        "http": config.http.listen if config.http.enabled else None})
+    asyncio.run(agent.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

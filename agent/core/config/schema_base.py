@@ -1,0 +1,46 @@
+"""Building blocks shared by every configuration schema: strict models and common field types."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+
+class Strict(BaseModel):
+    """A config table: unknown keys are errors (typos), and no silent conversion ("5" is not 5)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise PydanticCustomError("name", "expected 1-64 letters, digits, '_', '.', ':' or '-'")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise PydanticCustomError("listen", "expected 'host:port', e.g. '127.0.0.1:8080'")
+    return value
+
+
+ListenAddress = Annotated[str, AfterValidator(_check_listen)]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+JsonValue = Any

@@ -1,0 +1,176 @@
+"""Declaring a model in configuration or in a model file, and applying it.
+
+The same schema serves the `[model]` table of agent.toml and standalone model files (TOML or JSON), so an
+integrator can move a declaration between them unchanged. The format is documented in docs/model-file.md.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from ..config.errors import ConfigError, Problem, problems_from, shorten
+from ..config.schema_base import JsonValue, Name, Strict
+from .errors import InvalidValue, ModelError
+from .model import ADMIN, Model, Parameter, ResourceSpec
+from .types import VALUE_TYPES, ResourceKind, ValueMode, value_type
+
+TypeName = Literal[tuple(VALUE_TYPES)]  # type: ignore[valid-type]
+MAX_MODEL_FILE_BYTES = 4 * 2**20
+
+
+class ParameterDecl(Strict):
+    type: TypeName
+    required: bool = True
+    default: JsonValue = None
+    min: float | None = None
+    max: float | None = None
+
+
+class ResourceDecl(Strict):
+    type: TypeName = "string"
+    kind: Literal["SENSOR", "STATE_VARIABLE", "PROPERTY", "ACTION"] = "SENSOR"
+    # Default: a sensor or state is written by its driver only; a property may be SET by a client.
+    mode: Literal["MODIFIABLE", "UPDATABLE", "FIXED"] | None = None
+    value: JsonValue = None
+    unit: str | None = Field(default=None, max_length=32)
+    description: str | None = Field(default=None, max_length=1024)
+    min: float | None = None
+    max: float | None = None
+    metadata: dict[Name, JsonValue] = {}
+    parameters: dict[Name, ParameterDecl] = {}
+    handler: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResourceDecl:
+        if self.kind == "ACTION":
+            if self.value is not None or self.mode is not None:
+                raise ValueError("an ACTION has neither a value nor a mode")
+            if not self.handler:
+                raise ValueError(
+                    "an ACTION needs a handler ('name' registered by a driver or 'module:function')"
+                )
+        elif self.parameters or self.handler:
+            raise ValueError("only an ACTION has parameters or a handler")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is greater than max")
+        try:
+            value_type(self.type)(self.value)
+            for parameter in self.parameters.values():
+                value_type(parameter.type)(parameter.default)
+        except InvalidValue as error:
+            raise ValueError(f"initial value: {error}") from None
+        return self
+
+    def spec(self) -> ResourceSpec:
+        kind = ResourceKind(self.kind)
+        if self.mode is not None:
+            mode = ValueMode(self.mode)
+        else:
+            mode = ValueMode.MODIFIABLE if kind is ResourceKind.PROPERTY else ValueMode.UPDATABLE
+        metadata = dict(self.metadata)
+        for key in ("unit", "description", "min", "max"):
+            if getattr(self, key) is not None:
+                metadata[key] = getattr(self, key)
+        parameters = tuple(
+            Parameter(name, value_type(p.type), p.required, p.default, p.min, p.max)
+            for name, p in self.parameters.items()
+        )
+        return ResourceSpec(value_type(self.type), kind, mode, metadata, parameters, self.handler)
+
+
+class ServiceDecl(Strict):
+    resources: dict[Name, ResourceDecl] = {}
+
+
+class AdminDecl(Strict):
+    friendlyName: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=4096)
+    location: JsonValue = None
+
+    @model_validator(mode="after")
+    def _valid_location(self) -> AdminDecl:
+        try:
+            value_type("geojson")(self.location)
+        except InvalidValue as error:
+            raise ValueError(f"location: {error}") from None
+        return self
+
+
+class ProviderDecl(Strict):
+    admin: AdminDecl = AdminDecl()
+    services: dict[Name, ServiceDecl] = {}
+
+
+class ModelDecl(Strict):
+    providers: dict[Name, ProviderDecl] = {}
+
+
+def apply_declaration(model: Model, declaration: ModelDecl, *, source: str = "declaration") -> None:
+    """Adds every declared provider, service and resource to the model (idempotent for equal shapes)."""
+    for provider_id, provider in declaration.providers.items():
+        admin = provider.services.get(ADMIN, ServiceDecl()).resources
+        model.add_provider(
+            provider_id,
+            friendly_name=provider.admin.friendlyName,
+            description=provider.admin.description,
+            location=provider.admin.location,
+            admin={name: res.spec() for name, res in admin.items()},
+            admin_values={name: res.value for name, res in admin.items()},
+            source=source,
+        )
+        for service_id, service in provider.services.items():
+            if service_id == ADMIN:
+                continue  # created with the provider
+            for resource_id, resource in service.resources.items():
+                model.ensure_resource(
+                    provider_id, service_id, resource_id, resource.spec(), value=resource.value, source=source
+                )
+
+
+def read_model_file(path: str | Path) -> ModelDecl:
+    """Reads and validates a model file (.toml or .json); every problem is reported with its key path."""
+    path = Path(path)
+    source = str(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(source, [Problem("", "expected a .toml or .json model file")])
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(source, [Problem("", f"cannot read: {error.strerror}")]) from None
+    if len(data) > MAX_MODEL_FILE_BYTES:
+        raise ConfigError(source, [Problem("", f"larger than {MAX_MODEL_FILE_BYTES} bytes")])
+    raw = parse_document(source, data, path.suffix)
+    try:
+        return ModelDecl.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(source, problems_from(error)) from None
+
+
+def parse_document(source: str, data: bytes, suffix: str) -> dict[str, Any]:
+    """Parses TOML or JSON bytes into a table, turning syntax errors into ConfigError."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(source, [Problem("", f"not UTF-8 text (byte {error.start})")]) from None
+    try:
+        raw = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as error:
+        raise ConfigError(source, [Problem("", f"syntax error: {shorten(str(error), 200)}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [Problem("", "expected a table at the top level")])
+    return raw
+
+
+def load_model_file(model: Model, path: str | Path) -> ModelDecl:
+    """Reads a model file and applies it; a shape conflict is reported as a ConfigError on that file."""
+    declaration = read_model_file(path)
+    try:
+        apply_declaration(model, declaration)
+    except ModelError as error:
+        raise ConfigError(str(path), [Problem("providers", str(error))]) from None
+    return declaration

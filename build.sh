@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# One entry point for the M-Sec edge agent: setup / run / test / bench / lint.
+#   ./build.sh run     create the venv, install, start the demo agent on http://127.0.0.1:8080
+#   ./build.sh test    install what tests need, start their services, run pytest, stop the services
+#   ./build.sh bench   run the benchmarks in tests/bench/ (JSON results in out/bench/)
+#   ./build.sh lint    ruff check + format check
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=${MSEC_VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+# Debian packages the tests need (each issue adds its services here; tests/services/ starts them).
+APT_PACKAGES=(sqlite3)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_python() {
+    local version
+    version=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    if [ "$version" != "3.11" ]; then
+        echo "Python 3.11 is required (found $version at $(command -v "$PY"))" >&2
+        exit 2
+    fi
+}
+
+setup() {
+    ensure_python
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating virtual environment in $VENV"
+        "$PY" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.msec-installed" extras=${1:-}
+    local want
+    want=$(cat pyproject.toml; echo "$extras")
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$(printf '%s' "$want" | sha256sum)" ]; then
+        log "installing the agent${extras:+ with [$extras]} (pinned versions from pyproject.toml)"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+        printf '%s' "$want" | sha256sum >"$stamp"
+    fi
+}
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+        exit 2
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+cmd_run() {
+    setup
+    local state=${MSEC_STATE_DIR:-$ROOT/.state/demo}
+    mkdir -p "$state"
+    cat >&2 <<MSG
+
+  M-Sec edge agent, demo profile (a simulated truck)
+    health   http://127.0.0.1:8080/healthz
+    metrics  http://127.0.0.1:8080/metrics
+    state    $state   (outbox.db: the durable outbox)
+  Ctrl-C stops it.
+
+MSG
+    exec "$VENV/bin/msec-agent" run --demo --state-dir "$state"
+}
+
+cmd_test() {
+    apt_install "${APT_PACKAGES[@]}"
+    setup test
+    log "running tests"
+    local rc=0
+    "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
+    return $rc
+}
+
+cmd_bench() {
+    setup test
+    mkdir -p out/bench
+    local rc=0 script
+    for script in tests/bench/bench_*.py; do
+        log "benchmark $script"
+        BENCH_OUT=$ROOT/out/bench "$VENV/bin/python" "$script" "$@" || rc=1
+    done
+    log "results in out/bench/"
+    return $rc
+}
+
+cmd_lint() {
+    setup test
+    "$VENV/bin/ruff" check agent tests
+    "$VENV/bin/ruff" format --check agent tests
+}
+
+case "${1:-}" in
+    run) shift; cmd_run "$@" ;;
+    test) shift; cmd_test "$@" ;;
+    bench) shift; cmd_bench "$@" ;;
+    lint) shift; cmd_lint "$@" ;;
+    setup) shift; setup "${1:-}" ;;
+    *) echo "usage: $0 run | test [pytest args] | bench [--quick] | lint | setup" >&2; exit 2 ;;
+esac
