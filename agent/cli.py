@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the agent")
     source = run.add_mutually_exclusive_group()
-    source.add_argument("--config", type=Path, default=None, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    source.add_argument(
+        "--config", type=Path, default=None, help=f"config file (default {DEFAULT_CONFIG_PATH})"
+    )
     source.add_argument("--demo", action="store_true", help="the built-in demo profile (simulated devices)")
     run.add_argument("--state-dir", type=Path, help="override agent.state_dir (absolute after resolving)")
 
@@ -81,7 +83,9 @@ def _model_check(path: Path) -> int:
         declaration = read_model_file(path)
     except ConfigError as error:
         return _report(error)
-    resources_count = sum(len(s.resources) for p in declaration.providers.values() for s in p.services.values())
+    resources_count = sum(
+        len(s.resources) for p in declaration.providers.values() for s in p.services.values()
+    )
     print(f"{path}: OK ({len(declaration.providers)} provider(s), {resources_count} resource(s))")
     return 0
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-# Error types whose input must never be echoed back: it may be a secret typed inline by mistake.
-REDACTED_ERROR_TYPES = frozenset({"secret_reference"})
+# Error types whose input must never be echoed back: it may be a secret typed inline by mistake. An
+# unknown key may be a misspelt secret key ("pasword = ..."); its path says enough to find the typo.
+REDACTED_ERROR_TYPES = frozenset({"secret_reference", "extra_forbidden"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +52,12 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
     problems = []
     for item in error.errors(include_url=False):
         # pydantic names union branches and tagged choices in the location; they say nothing to a user.
+        # It also ends the location of a bad dict key with "[key]" ("providers.bad name.[key]"): the path
+        # without it names the key, and the value found shows it.
         location = tuple(
-            p for p in item["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-")))
+            p
+            for p in item["loc"]
+            if not (isinstance(p, str) and (p == "[key]" or p.startswith(("function-", "tagged-"))))
         )
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":

@@ -19,7 +19,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 def _check_name(value: str) -> str:
-    if not _NAME.match(value):
+    # fullmatch, not match: '$' also matches before a final newline, so "truck\n" would pass.
+    if not _NAME.fullmatch(value):
         raise PydanticCustomError("name", "expected 1-64 letters, digits, '_', '.', ':' or '-'")
     return value
 
@@ -30,8 +31,20 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 def _check_listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise PydanticCustomError("listen", "expected 'host:port', e.g. '127.0.0.1:8080'")
+    bracketed = host.startswith("[") and host.endswith("]")
+    name = host[1:-1] if bracketed else host
+    if (
+        not sep
+        or not name
+        or "[" in name
+        or "]" in name
+        # An IPv6 host needs brackets: in '::1:8080' (or '::1') the port cannot be told from the address.
+        or (":" in name) != bracketed
+        # isascii(): str.isdigit() is true for '²', which int() refuses.
+        or not (port.isascii() and port.isdigit())
+        or not 0 <= int(port) <= 65535
+    ):
+        raise PydanticCustomError("listen", "expected 'host:port' or '[ipv6]:port', e.g. '127.0.0.1:8080'")
     return value
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 _REFERENCE = re.compile(r"^(file|env|tpm):(.+)$", re.DOTALL)
@@ -53,23 +53,26 @@ class Secret:
         return hash(self._value)
 
 
-def _check_reference(value: str) -> str:
-    match = _REFERENCE.match(value)
-    if not match:
+def _check_reference(value: object) -> str:
+    # Runs before the str check, so a secret given as a number or a list (a PIN, ["hunter2"]) gets this
+    # redacted error too, not a type error that echoes the input.
+    match = _REFERENCE.match(value) if isinstance(value, str) else None
+    if not isinstance(value, str) or not match:
         raise PydanticCustomError(
             "secret_reference",
             "expected a secret reference ('file:/path', 'env:NAME' or 'tpm:NAME'); inline secrets are "
             "refused so they stay out of config files",
         )
     scheme, target = match.groups()
-    if scheme == "env" and not _ENV_NAME.match(target):
+    # fullmatch, not match: '$' also matches before a final newline ("env:NAME\n").
+    if scheme == "env" and not _ENV_NAME.fullmatch(target):
         raise PydanticCustomError("secret_reference", "expected an environment variable name after 'env:'")
     if scheme == "file" and not target.startswith("/"):
         raise PydanticCustomError("secret_reference", "expected an absolute path after 'file:'")
     return value
 
 
-SecretRef = Annotated[str, AfterValidator(_check_reference)]
+SecretRef = Annotated[str, BeforeValidator(_check_reference)]
 
 TpmResolver = Callable[[str], str]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -17,18 +17,21 @@ from ..config.errors import ConfigError, Problem, problems_from, shorten
 from ..config.schema_base import JsonValue, Name, Strict
 from .errors import InvalidValue, ModelError
 from .model import ADMIN, Model, Parameter, ResourceSpec
-from .types import VALUE_TYPES, ResourceKind, ValueMode, value_type
+from .types import VALUE_TYPES, ResourceKind, ValueMode, coerce_metadata, value_type
 
 TypeName = Literal[tuple(VALUE_TYPES)]  # type: ignore[valid-type]
 MAX_MODEL_FILE_BYTES = 4 * 2**20
+# TOML and JSON (as Python reads it) both spell inf and nan: refused here, with their key path, rather than
+# when the model is built (a bound of nan would also silently bound nothing).
+Bound = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ParameterDecl(Strict):
     type: TypeName
     required: bool = True
     default: JsonValue = None
-    min: float | None = None
-    max: float | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
 
 class ResourceDecl(Strict):
@@ -39,8 +42,8 @@ class ResourceDecl(Strict):
     value: JsonValue = None
     unit: str | None = Field(default=None, max_length=32)
     description: str | None = Field(default=None, max_length=1024)
-    min: float | None = None
-    max: float | None = None
+    min: Bound | None = None
+    max: Bound | None = None
     metadata: dict[Name, JsonValue] = {}
     parameters: dict[Name, ParameterDecl] = {}
     handler: str | None = Field(default=None, max_length=200)
@@ -64,6 +67,10 @@ class ResourceDecl(Strict):
                 value_type(parameter.type)(parameter.default)
         except InvalidValue as error:
             raise ValueError(f"initial value: {error}") from None
+        try:
+            coerce_metadata(self.metadata)  # what the model will check: a check must not pass a bad file
+        except InvalidValue as error:
+            raise ValueError(f"metadata: {error}") from None
         return self
 
     def spec(self) -> ResourceSpec:
@@ -139,7 +146,9 @@ def read_model_file(path: str | Path) -> ModelDecl:
     if path.suffix not in (".toml", ".json"):
         raise ConfigError(source, [Problem("", "expected a .toml or .json model file")])
     try:
-        data = path.read_bytes()
+        # Read at most one byte past the limit: a model file that is really /dev/zero must not fill memory.
+        with path.open("rb") as handle:
+            data = handle.read(MAX_MODEL_FILE_BYTES + 1)
     except OSError as error:
         raise ConfigError(source, [Problem("", f"cannot read: {error.strerror}")]) from None
     if len(data) > MAX_MODEL_FILE_BYTES:

@@ -8,6 +8,7 @@ readers of the model.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import threading
 import time
@@ -179,7 +180,8 @@ class Model:
         self._providers: dict[str, dict[str, dict[str, _Resource]]] = {}
         self._handlers: dict[str, ActionHandler] = {}
         self._seq = 0
-        self._pending: list[ModelEvent] = []
+        self._pending: list[ModelEvent] = []  # events of the change being applied
+        self._unpublished: collections.deque[ModelEvent] = collections.deque()  # applied, not yet published
         self.bus = EventBus()
 
     # --- events ------------------------------------------------------------------------------------
@@ -213,23 +215,22 @@ class Model:
     def _changing(self) -> Iterator[None]:
         """Applies a change under the state lock, then publishes its events in order.
 
-        The emit lock is taken before the state lock is released, so events from two writers reach the bus
-        in the order their changes were applied, while readers may already read the model again."""
-        self._lock.acquire()
-        try:
-            yield
-        except BaseException:
+        A change's events join the unpublished queue under the state lock, so in the order changes were
+        applied; whoever holds the emit lock publishes everything queued, in that order. The state lock is
+        released before the emit lock is awaited: a writer waiting behind another one, itself held up by a
+        lossless subscriber, must not keep readers (or that subscriber's own consumer) out of the model.
+        A writer returns only once its events were handed to the bus, by itself or by the writer before."""
+        with self._lock:
+            try:
+                yield
+            except BaseException:
+                self._pending.clear()
+                raise
+            self._unpublished.extend(self._pending)
             self._pending.clear()
-            self._lock.release()
-            raise
-        events, self._pending = self._pending, []
-        self._emit_lock.acquire()
-        self._lock.release()
-        try:
-            for event in events:
-                self.bus.publish(event)
-        finally:
-            self._emit_lock.release()
+        with self._emit_lock:
+            while self._unpublished:  # only the emit lock's holder takes from it: no race with the check
+                self.bus.publish(self._unpublished.popleft())
 
     # --- shape -------------------------------------------------------------------------------------
 
@@ -259,7 +260,10 @@ class Model:
                 return False
             now = self._clock()
             resources = {name: _Resource(spec, metadata=dict(spec.metadata)) for name, spec in specs.items()}
-            initial = {**(admin_values or {}), "friendlyName": friendly_name or provider}
+            initial = {**(admin_values or {})}
+            # An explicit friendly_name wins over admin_values (a model file's admin resources); the id is
+            # the last resort, so that every provider has one.
+            initial["friendlyName"] = friendly_name or initial.get("friendlyName") or provider
             if description is not None:
                 initial["description"] = description
             if location is not None:
@@ -524,7 +528,8 @@ class Model:
             elif parameter.required:
                 raise InvalidValue(f"{path}: missing parameter {parameter.name!r}")
             else:
-                coerced[parameter.name] = parameter.default
+                # Coerced like a given value: no int 5 for a double, no instant left unnormalised.
+                coerced[parameter.name] = parameter.type(parameter.default)
         return coerced
 
     def _resolve_handler(self, path: str, handler: str | ActionHandler | None) -> ActionHandler:
@@ -589,15 +594,19 @@ class Model:
         except (KeyError, TypeError):
             raise UnknownElement(f"unknown provider {str(provider)[:80]!r}") from None
 
+    # The outer level is looked up outside the try: its UnknownElement is a KeyError too, and would otherwise
+    # be reworded as a missing service or resource.
     def _require_service(self, provider: str, service: str) -> dict[str, _Resource]:
+        services = self._require_provider(provider)
         try:
-            return self._require_provider(provider)[service]
+            return services[service]
         except (KeyError, TypeError):
             raise UnknownElement(f"unknown service {provider}/{str(service)[:80]}") from None
 
     def _require_resource(self, provider: str, service: str, resource: str) -> _Resource:
+        resources = self._require_service(provider, service)
         try:
-            return self._require_service(provider, service)[resource]
+            return resources[resource]
         except (KeyError, TypeError):
             raise UnknownElement(f"unknown resource {provider}/{service}/{str(resource)[:80]}") from None
 

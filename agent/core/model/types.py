@@ -27,7 +27,8 @@ MAX_JSON_DEPTH = 32
 
 
 def check_name(what: str, name: object) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    # fullmatch, not match: '$' also matches before a final newline, so "truck\n" would pass.
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         shown = repr(name)[:80]
         raise InvalidName(
             f"invalid {what} name {shown}: expected 1-64 letters, digits, '_', '.', ':' or '-', "
@@ -107,7 +108,10 @@ def _real(bits: int) -> Callable[[Any], float]:
     def coerce(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _fail("a number", value)
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond any double (10**400): a model error, not a crash
+            raise InvalidValue("expected a finite number, got an integer too large for a float") from None
         # JSON, XML Schema doubles in SOX and Prometheus disagree on NaN/inf: refuse them at the door.
         if not math.isfinite(result):
             raise InvalidValue(f"expected a finite number, got {value!r}")
@@ -178,7 +182,10 @@ def _instant(value: Any) -> str:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise InvalidValue(f"expected a finite epoch time, got {value!r}")
-        moment = datetime.fromtimestamp(value, UTC)
+        try:
+            moment = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):  # past year 9999 or the platform's time_t
+            raise InvalidValue(f"expected an instant in the years 1-9999, got {value!r}") from None
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -188,7 +195,11 @@ def _instant(value: Any) -> str:
         raise _fail("an instant", value)
     if moment.tzinfo is None:
         raise InvalidValue(f"expected an instant with a time zone, got {value!r}")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 once in UTC
+        raise InvalidValue(f"expected an instant in the years 1-9999, got {value!r}") from None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _GEOMETRIES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
@@ -257,7 +268,7 @@ def _geojson(value: Any) -> dict[str, Any]:
         # Legacy M-Sec clients SET the location as GeoJSON text.
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: text nested deeper than the parser goes
             raise _fail("GeoJSON", value) from None
     obj = _object(value)
     _check_geojson(obj)

@@ -13,6 +13,7 @@ Architecture:
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,7 @@ from typing import Literal
 from .commitqueue import CommitQueue, Item, Request
 from .model import MAX_STREAM_LEN, RECORD_OVERHEAD, OutboxError, OutboxStats, Record
 from .reader import Reader
-from .schema import connect, open_database
+from .schema import claim, connect, open_database
 from .store import Quota, Store
 
 # Bytes of readings per transaction (and per append_many chunk): bounds the memory a group commit holds.
@@ -48,15 +49,15 @@ class Outbox:
         self.path = Path(path)
         self._max_batch = max_batch
         self._max_record_bytes = max_record_bytes
-        conn, self.recovered_from = open_database(self.path, synchronous)
+        self._lock_fd = claim(self.path)
         try:
-            self._store = Store(conn, Quota(max_bytes, max_records, on_full))
-            self._reader = Reader(connect(self.path, synchronous), self._store.epoch)
+            self._open(synchronous, Quota(max_bytes, max_records, on_full))
         except BaseException:
-            conn.close()
+            os.close(self._lock_fd)
             raise
-        # Room for two full transactions: one being committed, one gathering. Beyond that appenders wait.
+        # Up to two transactions' worth may wait while one commits; beyond that appenders wait (backpressure).
         self._queue = CommitQueue(max_records=2 * max_batch, max_bytes=2 * _TXN_BYTES)
+        self._close_lock = threading.Lock()
         self._writer = threading.Thread(target=self._write_loop, name="outbox-writer", daemon=True)
         self._writer.start()
 
@@ -146,12 +147,16 @@ class Outbox:
         Idempotent. Appends queued after this point raise OutboxClosed. If the writer cannot finish
         within ``timeout``, OutboxError is raised and close() may be called again.
         """
-        self._queue.close()
-        self._writer.join(timeout)
-        if self._writer.is_alive():
-            raise OutboxError(f"outbox writer did not finish within {timeout} s; call close() again")
-        self._reader.close()  # first, so that no read snapshot blocks the final checkpoint
-        self._store.close()
+        with self._close_lock:
+            self._queue.close()
+            self._writer.join(timeout)
+            if self._writer.is_alive():
+                raise OutboxError(f"outbox writer did not finish within {timeout} s; call close() again")
+            self._reader.close()  # first, so that no read snapshot blocks the final checkpoint
+            self._store.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
 
     def __enter__(self) -> Outbox:
         return self
@@ -166,9 +171,21 @@ class Outbox:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _open(self, synchronous: str, quota: Quota) -> None:
+        conn, self.recovered_from = open_database(self.path, synchronous)
+        try:
+            self._store = Store(conn, quota)
+            self._reader = Reader(connect(self.path, synchronous), self._store.epoch)
+        except BaseException:
+            conn.close()
+            raise
+
     def _write_loop(self) -> None:
         while batch := self._queue.take(self._max_batch, _TXN_BYTES):
             self._store.commit_appends(batch)
+            # Yield the GIL so that the appenders just woken can queue their next readings before the
+            # next take(): without it the writer grabs a half-empty queue and the batch size halves.
+            time.sleep(0)
 
     def _submit(self, items: list[Item]) -> list[Record]:
         done = threading.Event()

@@ -9,6 +9,7 @@ raise OutboxError instead: renaming would not fix them.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -37,7 +38,7 @@ _DDL = (
     "CREATE TABLE streams (stream TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE sinks (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL) WITHOUT ROWID",
 )
-_TABLES = frozenset({"meta", "records", "streams", "sinks", "sqlite_sequence"})
+_OBJECTS = frozenset({"meta", "records", "streams", "sinks", "sqlite_sequence"})
 _EPOCH_RE = re.compile(r"[0-9a-f]{16}")
 _CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _BUSY_TIMEOUT_S = 10.0
@@ -64,14 +65,29 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-def open_database(path: Path, synchronous: str) -> tuple[sqlite3.Connection, Path | None]:
-    """Open (creating if needed) a verified outbox database.
+def claim(path: Path) -> int:
+    """Check the path, create its directory and lock the database for this Outbox; returns the lock fd.
 
-    Returns the connection and, when the existing file was corrupt, the path it was renamed to.
+    The lock (flock on ``<name>.lock``) keeps a second Outbox, in another process or in this one, off the
+    file: it would keep its own ids and counters and break both. The kernel drops it if the process dies.
     """
     if path.exists() and not path.is_file():
         raise OutboxError(f"{path} exists and is not a regular file; refusing to touch it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutboxError(f"{path} is already open by another Outbox") from None
+    return fd
+
+
+def open_database(path: Path, synchronous: str) -> tuple[sqlite3.Connection, Path | None]:
+    """Open (creating if needed) a verified outbox database; the caller holds the claim() lock.
+
+    Returns the connection and, when the existing file was corrupt, the path it was renamed to.
+    """
     if not path.exists():
         _create(path)
     try:
@@ -93,18 +109,21 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
 
 def _open_verified(path: Path, synchronous: str) -> sqlite3.Connection:
     try:
-        conn = connect(path, synchronous)
+        _verify_read_only(path)
+        return connect(path, synchronous)
     except sqlite3.DatabaseError as exc:
         raise _classify(path, exc) from exc
+
+
+def _verify_read_only(path: Path) -> None:
+    # Read-only, so that checking a damaged or foreign file changes nothing in it before it is set aside:
+    # a read-write connection would convert it to WAL, or fold its -wal in (or delete it) on close.
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
         _verify(conn)
-    except sqlite3.DatabaseError as exc:
+    finally:
         conn.close()
-        raise _classify(path, exc) from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def _classify(path: Path, exc: sqlite3.DatabaseError) -> Exception:
@@ -118,9 +137,13 @@ def _verify(conn: sqlite3.Connection) -> None:
     problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
     if problems != ["ok"]:
         raise CorruptDatabase("quick_check: " + "; ".join(problems))
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables != _TABLES:
-        raise CorruptDatabase(f"not an outbox schema (tables: {sorted(tables)})")
+    # Compare the exact CREATE statements (SQLite keeps them verbatim) and reject any extra object:
+    # a foreign trigger or index on look-alike tables is not ours either.
+    objects = conn.execute("SELECT name, sql FROM sqlite_master").fetchall()
+    names = {name for name, _ in objects}
+    statements = {sql for name, sql in objects if not name.startswith("sqlite_")}
+    if names != _OBJECTS or statements != set(_DDL):
+        raise CorruptDatabase(f"not an outbox schema (objects: {sorted(names)})")
     meta = read_meta(conn)
     if meta.get("schema") != SCHEMA_NAME or meta.get("version") != SCHEMA_VERSION:
         raise CorruptDatabase(

@@ -107,13 +107,14 @@ class Store:
         refused: list[Request] = []
         nbytes, nrecords = state.bytes, state.records
         for request in requests:
-            too_big = request.largest > self._quota.max_bytes
-            if not too_big and self._quota.on_full == "refuse":
+            # A record larger than the whole quota could never be stored, whatever the policy.
+            refuse = request.largest > self._quota.max_bytes
+            if not refuse and self._quota.on_full == "refuse":
                 over_bytes, over_records = self._quota.excess(
                     nbytes + request.nbytes, nrecords + len(request.items)
                 )
-                too_big = over_bytes > 0 or over_records > 0
-            if too_big:
+                refuse = over_bytes > 0 or over_records > 0
+            if refuse:
                 refused.append(request)
                 continue
             accepted.append(request)

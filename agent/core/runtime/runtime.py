@@ -28,9 +28,10 @@ class Runtime:
         backoff: Backoff | None = None,
         stop_timeout: float = 10.0,
         watchdog_grace: float = 30.0,
+        stable_after: float = 10.0,
         notifier: Notifier | None = None,
     ) -> None:
-        self.supervisor = Supervisor(components, backoff)
+        self.supervisor = Supervisor(components, backoff, stable_after=stable_after)
         self.stop_timeout = stop_timeout
         self.watchdog_grace = watchdog_grace
         self.notifier = notifier or Notifier()

@@ -25,7 +25,8 @@ class ComponentRecord:
     restarts: int = 0
     consecutive_failures: int = 0
     last_error: str | None = None
-    failed_at: float | None = None  # when the current failure began (None while healthy)
+    failed_at: float | None = None  # when the current run of failures began (None once recovered)
+    running_since: float | None = None  # monotonic time of the last successful start
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     failed_health: Health | None = None
 
@@ -48,12 +49,17 @@ def describe_error(error: BaseException) -> str:
 
 
 class Supervisor:
-    def __init__(self, components: Iterable[Component], backoff: Backoff | None = None) -> None:
+    """`stable_after`: seconds a restarted component must stay up to count as recovered, which resets its
+    backoff and ends its failure (a component crashing every few seconds is failing, not recovering)."""
+
+    def __init__(self, components: Iterable[Component], backoff: Backoff | None = None,
+                 stable_after: float = 10.0) -> None:
         components = list(components)
         self._records = {c.name: ComponentRecord(c) for c in components}
         if len(self._records) != len(components):
             raise ValueError("component names must be unique")
         self.backoff = backoff or Backoff()
+        self.stable_after = stable_after
         self._running = False
 
     @property
@@ -88,6 +94,10 @@ class Supervisor:
 
     def failing_since(self) -> float | None:
         """When the oldest ongoing failure of a critical component began."""
+        now = time.monotonic()
+        for record in self._records.values():
+            if record.running_since is not None and now - record.running_since >= self.stable_after:
+                record.failed_at = None
         times = [r.failed_at for r in self._records.values() if r.component.critical and r.failed_at]
         return min(times) if times else None
 
@@ -101,7 +111,7 @@ class Supervisor:
                 if component.health().state is State.STARTING:
                     component.set_health(State.OK)
                 record.failed_health = None
-                record.failed_at = None
+                record.running_since = time.monotonic()
                 await component.run()
                 if not self._running or component.stopping:
                     break
@@ -116,8 +126,10 @@ class Supervisor:
 
     async def _fail(self, record: ComponentRecord, error: Exception, uptime: float) -> None:
         component = record.component
-        if uptime >= self.backoff.maximum:
+        record.running_since = None
+        if uptime >= self.stable_after:
             record.consecutive_failures = 0  # it had recovered: start the backoff over
+            record.failed_at = None
         record.consecutive_failures += 1
         record.restarts += 1
         record.last_error = describe_error(error)
