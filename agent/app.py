@@ -48,11 +48,18 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
     for declaration in (config.model, *(decl for _, decl in config.model_files)):
         apply_declaration(model, declaration)  # type: ignore[arg-type]  (ModelSection has the same shape)
 
-    outbox = Outbox(config.outbox_path, max_bytes=config.outbox.max_bytes, max_records=config.outbox.max_records,
-                    on_full=config.outbox.on_full, synchronous=config.outbox.synchronous)
+    outbox = Outbox(
+        config.outbox_path,
+        max_bytes=config.outbox.max_bytes,
+        max_records=config.outbox.max_records,
+        on_full=config.outbox.on_full,
+        synchronous=config.outbox.synchronous,
+    )
     if outbox.recovered_from is not None:
-        log.error("the outbox database was unreadable and was set aside", extra={
-            "set_aside": str(outbox.recovered_from)})
+        log.error(
+            "the outbox database was unreadable and was set aside",
+            extra={"set_aside": str(outbox.recovered_from)},
+        )
     recorder = Recorder(model, outbox, kinds=[ResourceKind(k) for k in config.outbox.record_kinds])
 
     components: list[Component] = [recorder]
@@ -60,10 +67,21 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
         if driver.enabled:
             components.append(drivers[driver.type].create(driver, model))
 
-    runtime = Runtime(components, backoff=Backoff(config.runtime.restart_initial, config.runtime.restart_max),
-                      stop_timeout=config.runtime.stop_timeout, watchdog_grace=config.runtime.watchdog_grace)
-    registry = build_registry(AgentCollector(model=model, outbox=outbox, recorder=recorder,
-                                             supervisor=runtime.supervisor, started=lambda: runtime.started_at))
+    runtime = Runtime(
+        components,
+        backoff=Backoff(config.runtime.restart_initial, config.runtime.restart_max),
+        stop_timeout=config.runtime.stop_timeout,
+        watchdog_grace=config.runtime.watchdog_grace,
+    )
+    registry = build_registry(
+        AgentCollector(
+            model=model,
+            outbox=outbox,
+            recorder=recorder,
+            supervisor=runtime.supervisor,
+            started=lambda: runtime.started_at,
+        )
+    )
     web = create_ops_app(runtime.health_report, registry)
     if config.http.enabled:
         host, port = split_listen(config.http.listen)

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--demo", action="store_true", help="the built-in demo profile (simulated devices)")
     run.add_argument("--state-dir", type=Path, help="override agent.state_dir (absolute after resolving)")
+    run.add_argument("--listen", help="override http.listen, e.g. 0.0.0.0:8080")
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -73,8 +74,10 @@ def _config_check(path: Path) -> int:
     except ConfigError as error:
         return _report(error)
     drivers = ", ".join(f"{d.id} ({d.type})" for d in config.drivers) or "none"
-    print(f"{path}: OK (device {config.agent.device_id}, profile {config.agent.profile}, drivers: {drivers}, "
-          f"{len(config.model_files)} model file(s))")
+    print(
+        f"{path}: OK (device {config.agent.device_id}, profile {config.agent.profile}, drivers: {drivers}, "
+        f"{len(config.model_files)} model file(s))"
+    )
     return 0
 
 
@@ -97,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {}
     if args.state_dir is not None:
         overrides["agent"] = {"state_dir": str(args.state_dir.resolve())}
+    if args.listen is not None:
+        overrides["http"] = {"listen": args.listen}
     try:
         config = load_config(path, extensions(), overrides)
     except ConfigError as error:
@@ -107,9 +112,16 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:  # e.g. the state directory is not writable: say so, without a traceback
         log.error("cannot start: %s: %s", type(error).__name__, error)
         return 1
-    log.info("agent %s starting", config.agent.device_id, extra={
-        "version": __version__, "profile": config.agent.profile, "state_dir": str(config.state_dir),
-        "http": config.http.listen if config.http.enabled else None})
+    log.info(
+        "agent %s starting",
+        config.agent.device_id,
+        extra={
+            "version": __version__,
+            "profile": config.agent.profile,
+            "state_dir": str(config.state_dir),
+            "http": config.http.listen if config.http.enabled else None,
+        },
+    )
     asyncio.run(agent.run())
     return 0
 

@@ -42,7 +42,9 @@ class AgentThread:
 
     def start(self) -> AgentThread:
         self.thread.start()
-        wait_until(lambda: self.agent.runtime.started_at is not None and self.agent.runtime.supervisor.ready())
+        wait_until(
+            lambda: self.agent.runtime.started_at is not None and self.agent.runtime.supervisor.ready()
+        )
         return self
 
     def stop(self, timeout: float = 15) -> None:

@@ -40,8 +40,15 @@ def encode_reading(event: ModelEvent) -> bytes:
 class Recorder(Component):
     name = "recorder"
 
-    def __init__(self, model: Model, outbox: Outbox, *, kinds: Iterable[ResourceKind] = RECORDED_KINDS,
-                 batch: int = 5000, queue: int = 20_000) -> None:
+    def __init__(
+        self,
+        model: Model,
+        outbox: Outbox,
+        *,
+        kinds: Iterable[ResourceKind] = RECORDED_KINDS,
+        batch: int = 5000,
+        queue: int = 20_000,
+    ) -> None:
         super().__init__()
         self.outbox = outbox
         kinds = frozenset(kinds)
@@ -50,8 +57,11 @@ class Recorder(Component):
         # Subscribed at construction, before any driver starts: no reading can slip by unrecorded, and the
         # queue outlives a restart of this component.
         self.subscription = model.subscribe(
-            "recorder", maxsize=queue, lossless=True,
-            filter=lambda e: e.type is EventType.VALUE_UPDATED and e.kind in kinds)
+            "recorder",
+            maxsize=queue,
+            lossless=True,
+            filter=lambda e: e.type is EventType.VALUE_UPDATED and e.kind in kinds,
+        )
         self.batch = batch
         self._unsaved: list[ModelEvent] = []  # taken from the queue but not committed: retried first
 

@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from .errors import install_error_handlers
 
 
-def create_ops_app(health: Callable[[], dict[str, Any]], registry: CollectorRegistry,
-                   flask_app: Flask | None = None) -> Flask:
+def create_ops_app(
+    health: Callable[[], dict[str, Any]], registry: CollectorRegistry, flask_app: Flask | None = None
+) -> Flask:
     app = flask_app or Flask("agent.web.ops")
     install_error_handlers(app)
 
@@ -30,7 +31,8 @@ def create_ops_app(health: Callable[[], dict[str, Any]], registry: CollectorRegi
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST,
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            generate_latest(registry), mimetype=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+        )
 
     return app

@@ -47,12 +47,14 @@ class ServerHandle:
         self._thread.join(timeout)
 
 
-def serve(app: WsgiApp, host: str = "127.0.0.1", port: int = 0, *, threads: int = 8,
-          name: str = "msec-agent") -> ServerHandle:
+def serve(
+    app: WsgiApp, host: str = "127.0.0.1", port: int = 0, *, threads: int = 8, name: str = "msec-agent"
+) -> ServerHandle:
     """Binds (raising OSError at once if the address is taken) and serves in a background thread."""
     # Bounded requests: a hostile client on the vehicle's network must not make the agent buffer megabytes.
-    server = wsgi.Server((host, port), app, numthreads=threads, server_name=name, timeout=10,
-                         accepted_queue_timeout=1)
+    server = wsgi.Server(
+        (host, port), app, numthreads=threads, server_name=name, timeout=10, accepted_queue_timeout=1
+    )
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = MAX_BODY_BYTES
     server.prepare()  # binds now, so the caller learns about a busy port here and the real port is known

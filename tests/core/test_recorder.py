@@ -20,8 +20,12 @@ def sensor_model() -> Model:
     spec = ResourceSpec(value_type("double"), metadata={"unit": "Cel"})
     for i in range(4):
         model.ensure_resource("truck", "env", f"t{i}", spec)
-    model.ensure_resource("truck", "info", "note", ResourceSpec(value_type("string"), ResourceKind.PROPERTY,
-                                                                ValueMode.MODIFIABLE))
+    model.ensure_resource(
+        "truck",
+        "info",
+        "note",
+        ResourceSpec(value_type("string"), ResourceKind.PROPERTY, ValueMode.MODIFIABLE),
+    )
     return model
 
 
@@ -49,8 +53,14 @@ def test_each_sensor_reading_becomes_one_record_in_order(outbox: Outbox) -> None
     assert [json.loads(r.payload)["value"] for r in records] == [float(n) for n in range(10)]
     assert [r.seq for r in records] == list(range(1, 11))
     first = json.loads(records[0].payload)
-    assert first == {"provider": "truck", "service": "env", "resource": "t0", "value": 0.0,
-                     "timestamp": 1_700_000_000, "unit": "Cel"}
+    assert first == {
+        "provider": "truck",
+        "service": "env",
+        "resource": "t0",
+        "value": 0.0,
+        "timestamp": 1_700_000_000,
+        "unit": "Cel",
+    }
     assert recorder.readings_in == 10
 
 
@@ -134,6 +144,11 @@ def test_payload_without_unit() -> None:
     model.ensure_resource("p", "s", "r", ResourceSpec(value_type("int")))
     sub = model.subscribe("x")
     model.update("p", "s", "r", 5, timestamp=10.0)
-    event = [e for e in sub.get_batch() if e.type == "VALUE_UPDATED"][0]
-    assert json.loads(encode_reading(event)) == {"provider": "p", "service": "s", "resource": "r", "value": 5,
-                                                 "timestamp": 10.0}
+    event = next(e for e in sub.get_batch() if e.type == "VALUE_UPDATED")
+    assert json.loads(encode_reading(event)) == {
+        "provider": "p",
+        "service": "s",
+        "resource": "r",
+        "value": 5,
+        "timestamp": 10.0,
+    }

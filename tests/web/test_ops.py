@@ -73,8 +73,14 @@ def test_healthz_answers_503_while_a_critical_component_fails(run_agent) -> None
     handle = serve(runner.agent.web, "127.0.0.1", 0)
     try:
         runner.agent.outbox.close()  # the recorder can no longer commit: it fails and is restarted
-        runner.agent.model.ensure_resource("p", "s", "r", __import__("agent.core.model", fromlist=["x"]).ResourceSpec(
-            __import__("agent.core.model", fromlist=["x"]).value_type("int")))
+        runner.agent.model.ensure_resource(
+            "p",
+            "s",
+            "r",
+            __import__("agent.core.model", fromlist=["x"]).ResourceSpec(
+                __import__("agent.core.model", fromlist=["x"]).value_type("int")
+            ),
+        )
         runner.agent.model.update("p", "s", "r", 1)
         wait_until(lambda: get(handle.url + "/healthz")[0] == 503)
         report = json.loads(get(handle.url + "/healthz")[2])

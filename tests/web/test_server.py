@@ -49,8 +49,12 @@ def test_garbage_on_the_socket_gets_a_400_and_the_server_lives_on() -> None:
     try:
         header_bomb = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"b" * 100_000 + b"\r\n\r\n"
         huge_body = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n"
-        for garbage in (b"\x00\xff\xfe garbage\r\n\r\n", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
-                        header_bomb, huge_body):
+        for garbage in (
+            b"\x00\xff\xfe garbage\r\n\r\n",
+            b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+            header_bomb,
+            huge_body,
+        ):
             with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
                 sock.sendall(garbage)
                 answer = sock.recv(200)

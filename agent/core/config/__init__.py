@@ -1,20 +1,32 @@
-"""Configuration: one TOML file, validated before anything starts."""
+"""Configuration: one TOML file, validated before anything starts.
 
-from .errors import ConfigError, Problem
-from .loader import DEFAULT_CONFIG_PATH, AgentConfig, Extensions, load_config
-from .schema import DriverConfig
-from .secrets import Secret, SecretError, SecretRef, resolve_secret
+Names are loaded lazily (PEP 562): the model's declaration schema imports config building blocks, and
+the loader imports the declaration schema, so an eager import here would be a cycle.
+"""
 
-__all__ = [
-    "DEFAULT_CONFIG_PATH",
-    "AgentConfig",
-    "ConfigError",
-    "DriverConfig",
-    "Extensions",
-    "Problem",
-    "Secret",
-    "SecretError",
-    "SecretRef",
-    "load_config",
-    "resolve_secret",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_CONFIG_PATH": "loader",
+    "AgentConfig": "loader",
+    "Extensions": "loader",
+    "load_config": "loader",
+    "ConfigError": "errors",
+    "Problem": "errors",
+    "DriverConfig": "schema",
+    "Secret": "secrets",
+    "SecretError": "secrets",
+    "SecretRef": "secrets",
+    "resolve_secret": "secrets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..model.declaration import ModelDecl, parse_document, read_model_file
+from ..model.declaration import ModelDecl, read_model_file
+from .documents import parse_document, read_document
 from .errors import ConfigError, Problem, problems_from, shorten
 from .schema import AgentSection, DriverConfig, HttpSection, ModelSection, OutboxSection, RuntimeSection
 
@@ -71,14 +72,7 @@ def load_config(
     `overrides` replaces keys of tables after parsing (the CLI's --state-dir), so they are validated too."""
     path = Path(path)
     source = str(path)
-    try:
-        # Read at most one byte past the limit: `config check /dev/zero` must not fill the memory.
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(source, [Problem("", f"cannot read: {error.strerror}")]) from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(source, [Problem("", f"larger than {MAX_CONFIG_BYTES} bytes")])
+    data = read_document(path, MAX_CONFIG_BYTES)
     raw = parse_document(source, data, ".toml")
     for table, values in (overrides or {}).items():
         if isinstance(raw.get(table, {}), dict):

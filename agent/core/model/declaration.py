@@ -6,14 +6,13 @@ integrator can move a declaration between them unchanged. The format is document
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from ..config.errors import ConfigError, Problem, problems_from, shorten
+from ..config.documents import parse_document, read_document
+from ..config.errors import ConfigError, Problem, problems_from
 from ..config.schema_base import JsonValue, Name, Strict
 from .errors import InvalidValue, ModelError
 from .model import ADMIN, Model, Parameter, ResourceSpec
@@ -145,34 +144,12 @@ def read_model_file(path: str | Path) -> ModelDecl:
     source = str(path)
     if path.suffix not in (".toml", ".json"):
         raise ConfigError(source, [Problem("", "expected a .toml or .json model file")])
-    try:
-        # Read at most one byte past the limit: a model file that is really /dev/zero must not fill memory.
-        with path.open("rb") as handle:
-            data = handle.read(MAX_MODEL_FILE_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(source, [Problem("", f"cannot read: {error.strerror}")]) from None
-    if len(data) > MAX_MODEL_FILE_BYTES:
-        raise ConfigError(source, [Problem("", f"larger than {MAX_MODEL_FILE_BYTES} bytes")])
+    data = read_document(path, MAX_MODEL_FILE_BYTES)
     raw = parse_document(source, data, path.suffix)
     try:
         return ModelDecl.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(source, problems_from(error)) from None
-
-
-def parse_document(source: str, data: bytes, suffix: str) -> dict[str, Any]:
-    """Parses TOML or JSON bytes into a table, turning syntax errors into ConfigError."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(source, [Problem("", f"not UTF-8 text (byte {error.start})")]) from None
-    try:
-        raw = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as error:
-        raise ConfigError(source, [Problem("", f"syntax error: {shorten(str(error), 200)}")]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [Problem("", "expected a table at the top level")])
-    return raw
 
 
 def load_model_file(model: Model, path: str | Path) -> ModelDecl:

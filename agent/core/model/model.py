@@ -9,6 +9,7 @@ readers of the model.
 from __future__ import annotations
 
 import collections
+import copy
 import importlib
 import threading
 import time
@@ -144,7 +145,8 @@ class _Resource:
             self.spec.type,
             self.spec.kind,
             self.spec.mode,
-            self.value,
+            # Objects and arrays are copied: a reader mutating its snapshot must not change the model.
+            copy.deepcopy(self.value) if isinstance(self.value, dict | list) else self.value,
             self.timestamp,
             MappingProxyType(dict(self.metadata)),
             self.spec.parameters,

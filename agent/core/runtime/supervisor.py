@@ -52,8 +52,9 @@ class Supervisor:
     """`stable_after`: seconds a restarted component must stay up to count as recovered, which resets its
     backoff and ends its failure (a component crashing every few seconds is failing, not recovering)."""
 
-    def __init__(self, components: Iterable[Component], backoff: Backoff | None = None,
-                 stable_after: float = 10.0) -> None:
+    def __init__(
+        self, components: Iterable[Component], backoff: Backoff | None = None, stable_after: float = 10.0
+    ) -> None:
         components = list(components)
         self._records = {c.name: ComponentRecord(c) for c in components}
         if len(self._records) != len(components):

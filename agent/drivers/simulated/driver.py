@@ -8,7 +8,6 @@ action is an actuator: it sets the `beacon/on` state, as a GPIO output would.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import time
@@ -23,8 +22,13 @@ from ...core.runtime import Component
 from ..base import DriverPlugin
 
 # (lat, lon) corners of the collection loop around Fujisawa station.
-ROUTE = [(35.3389, 139.4871), (35.3421, 139.4912), (35.3398, 139.4980), (35.3352, 139.4949),
-         (35.3339, 139.4885)]
+ROUTE = [
+    (35.3389, 139.4871),
+    (35.3421, 139.4912),
+    (35.3398, 139.4980),
+    (35.3352, 139.4949),
+    (35.3339, 139.4885),
+]
 
 
 class SimulatedConfig(DriverConfig):
@@ -60,21 +64,37 @@ class SimulatedVehicle(Component):
 
     async def start(self) -> None:
         provider = self.config.provider
-        self.model.add_provider(provider, friendly_name=f"Simulated truck ({self.config.id})",
-                                admin={"location": ResourceSpec(value_type("geojson"), ResourceKind.PROPERTY,
-                                                                ValueMode.UPDATABLE)})
+        self.model.add_provider(
+            provider,
+            friendly_name=f"Simulated truck ({self.config.id})",
+            admin={
+                "location": ResourceSpec(value_type("geojson"), ResourceKind.PROPERTY, ValueMode.UPDATABLE)
+            },
+        )
         for (service, resource), spec in SENSORS.items():
             if service == "gps" and not self.config.gps:
                 continue
             self.model.ensure_resource(provider, service, resource, spec)
         handler = f"{self.config.id}.beacon"
         self.model.register_action_handler(handler, self._switch_beacon)
-        self.model.ensure_resource(provider, "beacon", "on",
-                                   ResourceSpec(value_type("boolean"), ResourceKind.STATE_VARIABLE),
-                                   value=False)
-        self.model.ensure_resource(provider, "beacon", "switch", ResourceSpec(
-            value_type("boolean"), ResourceKind.ACTION, parameters=(Parameter("on", value_type("boolean")),),
-            handler=handler))
+        self.model.ensure_resource(
+            provider,
+            "beacon",
+            "on",
+            ResourceSpec(value_type("boolean"), ResourceKind.STATE_VARIABLE),
+            value=False,
+        )
+        self.model.ensure_resource(
+            provider,
+            "beacon",
+            "switch",
+            ResourceSpec(
+                value_type("boolean"),
+                ResourceKind.ACTION,
+                parameters=(Parameter("on", value_type("boolean")),),
+                handler=handler,
+            ),
+        )
 
     def _switch_beacon(self, call: ActionCall) -> bool:
         on = bool(call.params["on"])
@@ -93,11 +113,20 @@ class SimulatedVehicle(Component):
 
     def step(self, now: float) -> None:
         p, rnd = self.config.provider, self.random
-        self.model.update(p, "environment", "temperature",
-                          round(18 + 4 * math.sin(now / 600) + rnd.gauss(0, 0.1), 2), timestamp=now)
-        self.model.update(p, "environment", "humidity",
-                          round(min(100, max(0, 60 + 10 * math.cos(now / 900) + rnd.gauss(0, 0.5))), 1),
-                          timestamp=now)
+        self.model.update(
+            p,
+            "environment",
+            "temperature",
+            round(18 + 4 * math.sin(now / 600) + rnd.gauss(0, 0.1), 2),
+            timestamp=now,
+        )
+        self.model.update(
+            p,
+            "environment",
+            "humidity",
+            round(min(100, max(0, 60 + 10 * math.cos(now / 900) + rnd.gauss(0, 0.5))), 1),
+            timestamp=now,
+        )
         spike = 40 if rnd.random() < 0.02 else 0
         self.model.update(p, "air", "pm25", round(max(0.0, 12 + spike + rnd.gauss(0, 2)), 1), timestamp=now)
         if self.config.gps:
@@ -112,8 +141,13 @@ class SimulatedVehicle(Component):
         p = self.config.provider
         self.model.update(p, "gps", "speed", round(speed, 1), timestamp=now)
         self.model.update(p, "gps", "heading", round(heading, 1), timestamp=now)
-        self.model.update(p, "admin", "location",
-                          {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]}, timestamp=now)
+        self.model.update(
+            p,
+            "admin",
+            "location",
+            {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]},
+            timestamp=now,
+        )
 
 
 def _leg_length(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -134,5 +168,9 @@ def _position_on_route(distance: float) -> tuple[tuple[float, float], tuple[floa
     return legs[-1][0], legs[-1][1], 1.0
 
 
-PLUGIN = DriverPlugin("simulated", SimulatedConfig, SimulatedVehicle,  # type: ignore[arg-type]
-                      "a simulated truck (environment, air quality, GPS, beacon)")
+PLUGIN = DriverPlugin(
+    "simulated",
+    SimulatedConfig,
+    SimulatedVehicle,  # type: ignore[arg-type]
+    "a simulated truck (environment, air quality, GPS, beacon)",
+)

@@ -543,11 +543,6 @@ def test_a_read_only_check_and_loading_agree(model: Model, tmp_path: Path) -> No
     assert model.get("p", "s", "r").value == {"a": [1, 2]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="circular import: declaration imports agent.core.config, whose __init__ imports the loader, "
-    "which imports declaration (ModelDecl) before it is defined; fix in agent/core/config",
-)
 def test_the_declaration_module_imports_on_its_own() -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import agent.core.model.declaration"],

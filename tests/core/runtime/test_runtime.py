@@ -60,8 +60,9 @@ async def test_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
 async def test_watchdog_starves_when_a_critical_component_keeps_failing(tmp_path: Path) -> None:
     sock, path = receiver(tmp_path)
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
-    runtime = Runtime([AlwaysFails("tpm")], backoff=Backoff(0.01, 0.02, 0), notifier=notifier,
-                      watchdog_grace=0.2)
+    runtime = Runtime(
+        [AlwaysFails("tpm")], backoff=Backoff(0.01, 0.02, 0), notifier=notifier, watchdog_grace=0.2
+    )
     task = asyncio.create_task(runtime.run(install_signals=False))
     try:
         await asyncio.sleep(0.6)
@@ -90,8 +91,13 @@ async def test_watchdog_is_fed_again_once_the_component_recovers(tmp_path: Path)
 
     sock, path = receiver(tmp_path)
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
-    runtime = Runtime([FailsTwice("tpm")], backoff=Backoff(0.01, 0.02, 0), notifier=notifier,
-                      watchdog_grace=0.1, stable_after=0.2)
+    runtime = Runtime(
+        [FailsTwice("tpm")],
+        backoff=Backoff(0.01, 0.02, 0),
+        notifier=notifier,
+        watchdog_grace=0.1,
+        stable_after=0.2,
+    )
     task = asyncio.create_task(runtime.run(install_signals=False))
     try:
         await asyncio.sleep(0.6)

@@ -1,0 +1,60 @@
+"""The dependency rules of docs/architecture.md, checked by reading every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "agent"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute names of everything a module imports (relative imports resolved against its package)."""
+    package = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+FORBIDDEN = {
+    # The core knows nothing above it: no driver, no northbound, no web framework.
+    "core": ("agent.drivers", "agent.web", "agent.app", "agent.cli", "flask", "werkzeug", "cheroot"),
+    # Drivers feed the model; they never talk to a northbound.
+    "drivers": ("agent.web", "agent.app", "agent.cli", "flask", "cheroot"),
+    # Northbounds read the model; they never reach into a driver.
+    "web": ("agent.drivers", "agent.app", "agent.cli"),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layers_import_only_downwards(layer: str) -> None:
+    files = modules(layer)
+    assert files, f"no modules found in agent/{layer}"
+    violations = [
+        f"{path.relative_to(ROOT.parent)} imports {name}"
+        for path in files
+        for name in sorted(imports_of(path))
+        if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN[layer])
+    ]
+    assert violations == []
+
+
+def test_the_checker_sees_relative_imports() -> None:
+    names = imports_of(ROOT / "app.py")
+    assert "agent.drivers" in names and "agent.core.model" in names
