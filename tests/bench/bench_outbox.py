@@ -89,6 +89,7 @@ def bench_appends(tmp: Path, seconds: float) -> dict[str, Any]:
     result: dict[str, Any] = {"baseline_per_s": round(baseline)}
     scenarios = {
         "4_threads_append": (4, 0),
+        "8_threads_append": (8, 0),
         "4_threads_append_many_100": (0, 4),
         "mixed_4_plus_2_batched": (4, 2),
     }
