@@ -46,7 +46,7 @@ _BUSY_TIMEOUT_S = 10.0
 _WAL_SIZE_LIMIT = 16 * 2**20
 
 
-class CorruptDatabase(Exception):
+class CorruptDatabase(OutboxError):
     """The file is not a healthy outbox database; the message says why."""
 
 
@@ -128,7 +128,7 @@ def _verify_read_only(path: Path) -> None:
 
 def _classify(path: Path, exc: sqlite3.DatabaseError) -> Exception:
     # Only the content being bad justifies moving the file aside; anything else is reported as is.
-    if (exc.sqlite_errorcode & 0xFF) in _CORRUPT_CODES:
+    if ((exc.sqlite_errorcode or 0) & 0xFF) in _CORRUPT_CODES:
         return CorruptDatabase(f"{exc.sqlite_errorname}: {exc}")
     return OutboxError(f"{path}: cannot open outbox database: {exc}")
 

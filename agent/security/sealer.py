@@ -1,0 +1,28 @@
+"""Sealing seam: what a publisher sends is `sealer.seal(payload)`.
+
+The TPM keystore issue brings JWS signatures and JWE encryption behind this interface; until then the
+publishers send `Unsealed` payloads (and say so in their health), through the same call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Sealer(Protocol):
+    content_type: str  # e.g. "application/json", "application/jose"
+    signed: bool
+    encrypted: bool
+
+    def seal(self, payload: bytes, *, stream: str) -> bytes:
+        """The bytes to publish for one record's payload (a reading's JSON)."""
+        ...
+
+
+class Unsealed:
+    content_type = "application/json"
+    signed = False
+    encrypted = False
+
+    def seal(self, payload: bytes, *, stream: str) -> bytes:
+        return payload
