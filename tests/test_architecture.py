@@ -39,6 +39,9 @@ FORBIDDEN = {
     "drivers": ("agent.web", "agent.app", "agent.cli", "flask", "cheroot"),
     # Northbounds read the model; they never reach into a driver.
     "web": ("agent.drivers", "agent.app", "agent.cli"),
+    "northbound": ("agent.drivers", "agent.app", "agent.cli"),
+    # Security sits at the bottom: everything may import it, it imports nothing of the agent.
+    "security": ("agent.core", "agent.drivers", "agent.web", "agent.northbound", "agent.app", "agent.cli"),
 }
 
 

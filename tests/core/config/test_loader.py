@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -682,13 +684,27 @@ def test_unreadable_path(tmp_path: Path, relative: str, reason: str) -> None:
     assert str(caught.value) == f"{path}: 1 problem(s)\n  (file): cannot read: {reason}"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
 def test_file_without_read_permission(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     path.chmod(0)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.problems == [Problem("", "cannot read: Permission denied")]
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert caught.value.problems == [Problem("", "cannot read: Permission denied")]
+        return
+    # Root reads a file whatever its mode (CI runs as root): check as an unprivileged user instead.
+    check = (
+        "import sys\nfrom agent.core.config import ConfigError, load_config\n"
+        "try:\n    load_config(sys.argv[1])\nexcept ConfigError as e:\n    print(e.problems[0])\n"
+    )
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", check, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert result.stdout.strip() == "(file): cannot read: Permission denied", result.stderr[-500:]
 
 
 # --- overrides -------------------------------------------------------------------------------------------
