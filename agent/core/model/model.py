@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ActionFailed, InvalidValue, NotAnAction, ReadOnlyResource, ShapeConflict, UnknownElement
-from .events import EventBus, EventFilter, EventType, ModelEvent, Subscription
+from .events import EventBus, EventType, ModelEvent
 from .types import ResourceKind, ValueMode, ValueType, check_name, coerce_metadata, value_type
 
 ADMIN = "admin"
@@ -185,22 +185,11 @@ class Model:
         self._pending: list[ModelEvent] = []  # events of the change being applied
         self._unpublished: collections.deque[ModelEvent] = collections.deque()  # applied, not yet published
         self.bus = EventBus()
+        # subscribe(name, maxsize=, lossless=, block_timeout=, filter=): a new queue of every change from now
+        # on (see events.Subscription).
+        self.subscribe = self.bus.subscribe
 
     # --- events ------------------------------------------------------------------------------------
-
-    def subscribe(
-        self,
-        name: str,
-        *,
-        maxsize: int = 1000,
-        lossless: bool = False,
-        block_timeout: float = 10.0,
-        filter: EventFilter | None = None,
-    ) -> Subscription:
-        """A new queue of every change from now on (see events.Subscription)."""
-        return self.bus.subscribe(
-            name, maxsize=maxsize, lossless=lossless, block_timeout=block_timeout, filter=filter
-        )
 
     def _event(
         self,
