@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
+from . import __version__
 from .core.config import AgentConfig, Extensions
 from .core.config.schema_base import split_listen
+from .core.logs import installed_recent_logs
 from .core.metrics import AgentCollector, build_registry
 from .core.model import Model, ResourceKind
 from .core.model.declaration import apply_declaration
@@ -19,6 +21,7 @@ from .core.outbox import Outbox
 from .core.recorder import Recorder
 from .core.runtime import Backoff, Component, Runtime
 from .drivers import DRIVERS, DriverPlugin
+from .northbound.status import StatusSection, StatusSources, install_status_page
 from .web import WsgiServer, create_ops_app
 
 log = logging.getLogger("agent")
@@ -26,7 +29,10 @@ log = logging.getLogger("agent")
 
 def extensions(drivers: Mapping[str, DriverPlugin] = DRIVERS) -> Extensions:
     """The config tables this build of the agent understands, beyond the core's own."""
-    return Extensions(drivers={name: plugin.config for name, plugin in drivers.items()})
+    return Extensions(
+        sections={"status": StatusSection},
+        drivers={name: plugin.config for name, plugin in drivers.items()},
+    )
 
 
 @dataclass
@@ -83,6 +89,19 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
         )
     )
     web = create_ops_app(runtime.health_report, registry)
+    status = config.section("status")
+    if isinstance(status, StatusSection) and status.enabled:
+        sources = StatusSources(
+            device_id=config.agent.device_id,
+            version=__version__,
+            profile=config.agent.profile,
+            model=model,
+            runtime=runtime,
+            state_dir=config.state_dir,
+            outbox=outbox,
+            recent_logs=installed_recent_logs(),
+        )
+        install_status_page(web, sources, status)
     if config.http.enabled:
         host, port = split_listen(config.http.listen)
         runtime.supervisor.add(WsgiServer(web, host, port, threads=config.http.threads))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import sys
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ from . import __version__
 from .core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from .core.logs import setup_logging
 from .core.model.declaration import read_model_file
+from .security.passwords import hash_password
 
 log = logging.getLogger("agent")
 
@@ -102,6 +104,13 @@ def _run(args: argparse.Namespace) -> int:
         overrides["agent"] = {"state_dir": str(args.state_dir.resolve())}
     if args.listen is not None:
         overrides["http"] = {"listen": args.listen}
+    demo_password = None
+    if args.demo:
+        # A one-off operator login for the demo's status page: printed here, never stored in the repo.
+        demo_password = secrets.token_urlsafe(9)
+        overrides["status"] = {
+            "users": {"operator": {"password_hash": hash_password(demo_password), "role": "operator"}}
+        }
     try:
         config = load_config(path, extensions(), overrides)
     except ConfigError as error:
@@ -122,6 +131,12 @@ def _run(args: argparse.Namespace) -> int:
             "http": config.http.listen if config.http.enabled else None,
         },
     )
+    if demo_password is not None:
+        print(
+            f"\n  status page: http://{config.http.listen}/  user: operator  password: {demo_password}\n",
+            file=sys.stderr,
+            flush=True,
+        )
     asyncio.run(agent.run())
     return 0
 

@@ -40,10 +40,20 @@ class AgentThread:
         except BaseException as error:  # surfaced by stop()
             self.error = error
 
+    @property
+    def url(self) -> str:
+        """The base URL of the agent's own HTTP server (config http.enabled with port 0)."""
+        handle = self.agent.runtime.supervisor.records["http"].component.handle  # type: ignore[attr-defined]
+        return handle.url
+
     def start(self) -> AgentThread:
         self.thread.start()
+        supervisor = self.agent.runtime.supervisor
         wait_until(
-            lambda: self.agent.runtime.started_at is not None and self.agent.runtime.supervisor.ready()
+            lambda: (
+                self.agent.runtime.started_at is not None
+                and all(supervisor.health_of(name).state.ready for name in supervisor.records)
+            )
         )
         return self
 

@@ -65,3 +65,11 @@ def setup_logging(level: str = "info", fmt: str = "json", stream: TextIO | None 
     # Per-request access logs of the web server are noise in the journal.
     logging.getLogger("cheroot").setLevel(logging.WARNING)
     return recent
+
+
+def installed_recent_logs() -> RecentLogs | None:
+    """The RecentLogs handler setup_logging installed, if any (the status page shows its lines)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RecentLogs):
+            return handler
+    return None

@@ -1,0 +1,244 @@
+"""The status page over real HTTP: login, sessions, CSRF, roles, CSP, escaping, rate limiting, live data."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.conftest import wait_until
+
+from .conftest import PASSWORDS
+
+
+class Client:
+    """A browser-like HTTP client: cookies kept, redirects not followed (so they can be checked)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
+        try:
+            response = self.opener.open(request, timeout=10)
+            return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def csrf(self) -> str:
+        _, _, body = self.request("GET", "/login")
+        return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
+
+    def login(self, user: str, password: str) -> int:
+        form = urllib.parse.urlencode({"csrf_token": self.csrf(), "username": user, "password": password})
+        status, _, _ = self.request(
+            "POST", "/login", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        return status
+
+    def page_csrf(self) -> str:
+        _, _, body = self.request("GET", "/status")
+        return re.search(rb'data-csrf="([^"]+)"', body).group(1).decode()
+
+    def post_json(self, path: str, data: object, csrf: str | None) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"}
+        if csrf is not None:
+            headers["X-CSRF-Token"] = csrf
+        status, _, body = self.request("POST", path, json.dumps(data).encode(), headers)
+        return status, json.loads(body) if body else {}
+
+
+@pytest.fixture
+def page(status_agent):
+    runner = status_agent()
+    return runner, Client(runner.url)
+
+
+def test_everything_but_the_login_form_needs_a_session(page) -> None:
+    _, client = page
+    status, headers, _ = client.request("GET", "/status", headers={"Accept": "text/html"})
+    assert status == 302 and headers["Location"].endswith("/login")
+    assert client.request("GET", "/status/data")[0] == 401
+    assert client.request("GET", "/status/events")[0] == 401
+    status, _ = client.post_json("/status/act", {}, None)
+    assert status == 401
+
+
+def test_login_sets_a_hardened_session_cookie_and_shows_the_page(status_agent) -> None:
+    runner = status_agent(cookie_secure=True)
+    client = Client(runner.url)
+    # A Secure cookie is not sent back over plain HTTP by urllib's jar (browsers do on loopback): carry it.
+    _, headers, body = client.request("GET", "/login")
+    cookie = headers["Set-Cookie"].split(";", 1)[0]
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
+    form = urllib.parse.urlencode({"csrf_token": csrf, "username": "olga", "password": PASSWORDS["olga"]})
+    status, headers, _ = client.request(
+        "POST",
+        "/login",
+        form.encode(),
+        {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+    )
+    assert status == 302 and headers["Location"].endswith("/status")
+    cookie = headers["Set-Cookie"]
+    assert (
+        "msec_session=" in cookie
+        and "HttpOnly" in cookie
+        and "SameSite=Strict" in cookie
+        and "Secure" in cookie
+    )
+
+
+def test_wrong_password_and_unknown_user_look_the_same(page) -> None:
+    _, client = page
+    assert client.login("olga", "wrong") == 401
+    assert client.login("nobody", "wrong") == 401
+    assert client.request("GET", "/status/data")[0] == 401
+
+
+def test_login_without_csrf_token_is_refused(page) -> None:
+    _, client = page
+    form = urllib.parse.urlencode({"username": "olga", "password": PASSWORDS["olga"]})
+    status, _, _ = client.request(
+        "POST", "/login", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert status == 403
+
+
+def test_failed_logins_are_rate_limited_per_address(status_agent) -> None:
+    runner = status_agent(login_failures=3)
+    client = Client(runner.url)
+    assert [client.login("olga", "nope") for _ in range(3)] == [401, 401, 401]
+    status, headers, body = client.request("GET", "/login")  # the form is still there
+    assert status == 200
+    form = urllib.parse.urlencode(
+        {"csrf_token": client.csrf(), "username": "olga", "password": PASSWORDS["olga"]}
+    )
+    status, headers, body = client.request(
+        "POST", "/login", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert status == 429 and int(headers["Retry-After"]) > 0  # even the right password waits
+    assert b"Too many failed logins" in body
+
+
+def test_security_headers(page) -> None:
+    _, client = page
+    client.login("vic", PASSWORDS["vic"])
+    status, headers, body = client.request("GET", "/status")
+    assert status == 200
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert b"<script>" not in body.replace(b'<script src="/status/static/status.js"></script>', b"")
+
+
+def test_hostile_names_are_data_not_markup(page) -> None:
+    _, client = page
+    client.login("vic", PASSWORDS["vic"])
+    status, _, body = client.request("GET", "/status/data")
+    data = json.loads(body)
+    names = [p["friendlyName"] for p in data["providers"]]
+    assert "<script>window.pwned=1</script><img src=x onerror=alert(1)>" in names  # as text, escaped by JSON
+    _, _, html = client.request("GET", "/status")
+    assert b"<script>window.pwned" not in html and b"onerror=alert" not in html
+
+
+def test_data_holds_every_part_of_the_page(page) -> None:
+    runner, client = page
+    client.login("vic", PASSWORDS["vic"])
+    wait_until(lambda: len(json.loads(client.request("GET", "/status/data")[2])["history"]) > 3)
+    data = json.loads(client.request("GET", "/status/data")[2])
+    status = data["status"]
+    assert status["identity"]["device_id"] == "test-truck"
+    assert status["identity"]["keystore"] == {"configured": False}
+    assert status["privacy"] == {"configured": False}
+    assert status["connections"]["outbox"]["records"] >= 0
+    assert {"recorder", "driver:sim", "http"} <= set(status["components"])
+    assert status["system"]["agent_rss_mib"] > 0
+    assert "truck" in data["tracks"] and len(data["tracks"]["truck"]) >= 1
+    assert any(path.startswith("truck/environment/") for path in data["history"])
+
+
+def test_viewer_cannot_actuate_operator_can_with_csrf(page) -> None:
+    runner, _ = page
+    viewer = Client(runner.url)
+    viewer.login("vic", PASSWORDS["vic"])
+    target = {"provider": "truck", "service": "beacon", "resource": "switch", "params": {"on": True}}
+    assert viewer.post_json("/status/act", target, viewer.page_csrf())[0] == 403
+
+    operator = Client(runner.url)
+    operator.login("olga", PASSWORDS["olga"])
+    assert operator.post_json("/status/act", target, None)[0] == 403  # no CSRF token
+    assert operator.post_json("/status/act", target, "forged")[0] == 403
+    status, body = operator.post_json("/status/act", target, operator.page_csrf())
+    assert status == 200 and body == {"result": True}
+    assert runner.agent.model.get("truck", "beacon", "on").value is True
+
+
+def test_operator_set_respects_modes(page) -> None:
+    runner, _ = page
+    operator = Client(runner.url)
+    operator.login("olga", PASSWORDS["olga"])
+    csrf = operator.page_csrf()
+    target = {"provider": "bin-1", "service": "admin", "resource": "description"}
+    status, body = operator.post_json("/status/set", {**target, "value": "by the school"}, csrf)
+    assert status == 200 and body["value"] == "by the school"
+    sensor = {"provider": "truck", "service": "environment", "resource": "temperature", "value": 99.0}
+    assert operator.post_json("/status/set", sensor, csrf)[0] == 403  # a sensor reading cannot be forged
+    assert operator.post_json("/status/set", {**target, "value": 5}, csrf)[0] == 400
+    assert operator.post_json("/status/set", {**target, "resource": "nope", "value": "x"}, csrf)[0] == 404
+    assert operator.post_json("/status/set", ["not", "an", "object"], csrf)[0] == 400
+
+
+def test_selftest_and_republish(page) -> None:
+    runner, _ = page
+    operator = Client(runner.url)
+    operator.login("olga", PASSWORDS["olga"])
+    csrf = operator.page_csrf()
+    status, body = operator.post_json("/status/selftest", {}, csrf)
+    assert status == 200 and body["ok"] is True
+    assert {c["name"] for c in body["checks"]} >= {
+        "components ready",
+        "state directory writable",
+        "clock plausible",
+    }
+    status, body = operator.post_json("/status/republish", {}, csrf)
+    assert status == 409 and "no publisher" in body["error"]
+
+
+def test_live_stream_sends_values_and_status(page) -> None:
+    runner, client = page
+    client.login("vic", PASSWORDS["vic"])
+    request = urllib.request.Request(client.base + "/status/events")
+    response = client.opener.open(request, timeout=10)
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    seen: set[str] = set()
+    while not {"status", "values"} <= seen:
+        line = response.readline().decode()
+        if line.startswith("event: "):
+            seen.add(line.split(": ", 1)[1].strip())
+    response.close()
+
+
+def test_logout_ends_the_session(page) -> None:
+    _, client = page
+    client.login("vic", PASSWORDS["vic"])
+    csrf = client.page_csrf()
+    form = urllib.parse.urlencode({"csrf_token": csrf})
+    status, _, _ = client.request(
+        "POST", "/logout", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert status == 302
+    assert client.request("GET", "/status/data")[0] == 401
