@@ -24,7 +24,7 @@ class Client:
         self.jar = http.cookiejar.CookieJar()
 
         class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            def redirect_request(self, *args, **kwargs):
                 return None
 
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
@@ -147,7 +147,7 @@ def test_security_headers(page) -> None:
 def test_hostile_names_are_data_not_markup(page) -> None:
     _, client = page
     client.login("vic", PASSWORDS["vic"])
-    status, _, body = client.request("GET", "/status/data")
+    _status, _, body = client.request("GET", "/status/data")
     data = json.loads(body)
     names = [p["friendlyName"] for p in data["providers"]]
     assert "<script>window.pwned=1</script><img src=x onerror=alert(1)>" in names  # as text, escaped by JSON
@@ -156,7 +156,7 @@ def test_hostile_names_are_data_not_markup(page) -> None:
 
 
 def test_data_holds_every_part_of_the_page(page) -> None:
-    runner, client = page
+    _runner, client = page
     client.login("vic", PASSWORDS["vic"])
     wait_until(lambda: len(json.loads(client.request("GET", "/status/data")[2])["history"]) > 3)
     data = json.loads(client.request("GET", "/status/data")[2])
@@ -219,7 +219,7 @@ def test_selftest_and_republish(page) -> None:
 
 
 def test_live_stream_sends_values_and_status(page) -> None:
-    runner, client = page
+    _runner, client = page
     client.login("vic", PASSWORDS["vic"])
     request = urllib.request.Request(client.base + "/status/events")
     response = client.opener.open(request, timeout=10)

@@ -104,10 +104,12 @@ def test_refused_without_login_and_without_csrf(browser, status_agent) -> None:
 
         log_in(page, base, "olga")
         # A request from the logged-in page without the CSRF token (as a forged cross-site form would be).
-        status = page.evaluate(
-            """async () => (await fetch('/status/act', {method: 'POST', headers: {'Content-Type': 'application/json'},
-                 body: JSON.stringify({provider: 'truck', service: 'beacon', resource: 'switch', params: {on: true}})})).status"""
+        forged = (
+            "async () => (await fetch('/status/act', {method: 'POST', "
+            "headers: {'Content-Type': 'application/json'}, body: JSON.stringify({provider: 'truck', "
+            "service: 'beacon', resource: 'switch', params: {on: true}})})).status"
         )
+        status = page.evaluate(forged)
         assert status == 403
         assert runner.agent.model.get("truck", "beacon", "on").value is False
     finally:
