@@ -12,7 +12,10 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 # Debian packages the tests need (each issue adds its services here; tests/services/ starts them).
-APT_PACKAGES=(sqlite3)
+APT_PACKAGES=(
+    sqlite3
+    chromium fonts-liberation fonts-dejavu-core  # status page browser tests (Playwright drives Debian's Chromium)
+)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
