@@ -11,10 +11,12 @@ VENV=${MSEC_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
-# Debian packages the tests need (each issue adds its services here; tests/services/ starts them).
+# Debian packages the tests need. The tests' fixtures start their servers themselves, on loopback.
 APT_PACKAGES=(
     sqlite3
     chromium fonts-liberation fonts-dejavu-core  # status page browser tests (Playwright drives Debian's Chromium)
+    dbus  # BLE tests: a private D-Bus with a simulated BlueZ (python-dbusmock), bleak's real backend
+    pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev libcairo2-dev  # to build dbus-python, PyGObject
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

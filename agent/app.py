@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from flask import Flask
 
 from . import __version__
-from .core.config import AgentConfig, Extensions
+from .core.config import AgentConfig, Extensions, resolve_secret
 from .core.config.schema_base import split_listen
 from .core.logs import installed_recent_logs
 from .core.metrics import AgentCollector, build_registry
@@ -21,8 +21,12 @@ from .core.outbox import Outbox
 from .core.recorder import Recorder
 from .core.runtime import Backoff, Component, Runtime
 from .drivers import DRIVERS, DriverPlugin
+from .northbound.sensinact import RestSection, close_sensinact_app, create_sensinact_app
 from .northbound.status import StatusSection, StatusSources, install_status_page
+from .security.config import SecuritySection
+from .security.policy import SecurityPolicy
 from .web import WsgiServer, create_ops_app
+from .web.dispatch import WsgiApp, route_by_prefix
 
 log = logging.getLogger("agent")
 
@@ -30,7 +34,7 @@ log = logging.getLogger("agent")
 def extensions(drivers: Mapping[str, DriverPlugin] = DRIVERS) -> Extensions:
     """The config tables this build of the agent understands, beyond the core's own."""
     return Extensions(
-        sections={"status": StatusSection},
+        sections={"status": StatusSection, "rest": RestSection, "security": SecuritySection},
         drivers={name: plugin.config for name, plugin in drivers.items()},
     )
 
@@ -44,6 +48,7 @@ class Agent:
     runtime: Runtime
     web: Flask
     components: list[Component] = field(default_factory=list)
+    wsgi: WsgiApp | None = None  # everything the HTTP server serves (web + the REST facade)
 
     async def run(self, install_signals: bool = True) -> None:
         await self.runtime.run(install_signals=install_signals)
@@ -89,25 +94,57 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
         )
     )
     web = create_ops_app(runtime.health_report, registry)
-    status = config.section("status")
-    if isinstance(status, StatusSection) and status.enabled:
-        sources = StatusSources(
-            device_id=config.agent.device_id,
-            version=__version__,
-            profile=config.agent.profile,
-            model=model,
-            runtime=runtime,
-            state_dir=config.state_dir,
-            outbox=outbox,
-            recent_logs=installed_recent_logs(),
-        )
-        install_status_page(web, sources, status)
+    install_status(web, config, model, runtime, outbox)
+    app: WsgiApp = web
+    rest = build_rest(config, model, runtime)
+    if rest is not None:
+        app = route_by_prefix(web, {"/sensinact": rest})
     if config.http.enabled:
         host, port = split_listen(config.http.listen)
-        runtime.supervisor.add(WsgiServer(web, host, port, threads=config.http.threads))
+        runtime.supervisor.add(WsgiServer(app, host, port, threads=config.http.threads))
 
     async def close_outbox() -> None:
         await asyncio.to_thread(outbox.close)
 
     runtime.on_stopped(close_outbox)
-    return Agent(config, model, outbox, recorder, runtime, web, components)
+    return Agent(config, model, outbox, recorder, runtime, web, components, app)
+
+
+def install_status(web: Flask, config: AgentConfig, model: Model, runtime: Runtime, outbox: Outbox) -> None:
+    status = config.section("status")
+    if not isinstance(status, StatusSection) or not status.enabled:
+        return
+    sources = StatusSources(
+        device_id=config.agent.device_id,
+        version=__version__,
+        profile=config.agent.profile,
+        model=model,
+        runtime=runtime,
+        state_dir=config.state_dir,
+        outbox=outbox,
+        recent_logs=installed_recent_logs(),
+    )
+    install_status_page(web, sources, status)
+
+
+def build_rest(config: AgentConfig, model: Model, runtime: Runtime) -> Flask | None:
+    """The sensiNact REST facade, guarded by the [security] policy; none without a [security] table
+    (there is no unauthenticated default: anonymous access is something to switch on explicitly)."""
+    rest = config.section("rest")
+    rest = rest if isinstance(rest, RestSection) else RestSection()
+    security = config.section("security")
+    if not rest.enabled:
+        return None
+    if not isinstance(security, SecuritySection):
+        log.warning("the REST facade is off: it needs a [security] table (who may do what)")
+        return None
+    client_secret = None
+    if security.oidc is not None and security.oidc.client_secret:
+        client_secret = resolve_secret(security.oidc.client_secret).reveal()
+    app = create_sensinact_app(model, SecurityPolicy(security, client_secret=client_secret), rest)
+
+    async def close_rest() -> None:
+        await asyncio.to_thread(close_sensinact_app, app)
+
+    runtime.on_stopped(close_rest)
+    return app

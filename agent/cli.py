@@ -108,8 +108,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.demo:
         # A one-off operator login for the demo's status page: printed here, never stored in the repo.
         demo_password = secrets.token_urlsafe(9)
-        overrides["status"] = {
-            "users": {"operator": {"password_hash": hash_password(demo_password), "role": "operator"}}
+        demo_hash = hash_password(demo_password)
+        overrides["status"] = {"users": {"operator": {"password_hash": demo_hash, "role": "operator"}}}
+        overrides["security"] = {
+            "users": [{"name": "operator", "password_hash": demo_hash, "roles": ["operator"]}]
         }
     try:
         config = load_config(path, extensions(), overrides)
@@ -133,7 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     if demo_password is not None:
         print(
-            f"\n  status page: http://{config.http.listen}/  user: operator  password: {demo_password}\n",
+            f"\n  status page: http://{config.http.listen}/  user: operator  password: {demo_password}"
+            f"\n  REST facade: http://{config.http.listen}/sensinact  (anonymous read; Basic auth to act)\n",
             file=sys.stderr,
             flush=True,
         )

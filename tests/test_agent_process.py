@@ -73,7 +73,15 @@ def test_demo_profile_runs_notifies_systemd_and_stops_cleanly_on_sigterm(tmp_pat
         assert first.startswith(b"READY=1"), first
         base = f"http://127.0.0.1:{port}"
         report = get_json(base + "/healthz")
-        assert report["ready"] and set(report["components"]) == {"recorder", "driver:sim", "http"}
+        assert report["ready"] and set(report["components"]) == {
+            "recorder",
+            "driver:sim",
+            "driver:gps",
+            "driver:pms",
+            "driver:gpio",
+            "driver:ble",
+            "http",
+        }
         wait_until(lambda: metric(base + "/metrics", "msec_readings_total") >= 10, timeout=20)
         assert sock.recv(4096) == b"WATCHDOG=1"  # fed at half of WATCHDOG_USEC
         began = time.monotonic()
@@ -123,7 +131,7 @@ def test_restart_continues_the_same_outbox(tmp_path: Path) -> None:
         outbox.register_sink("check")
         records = outbox.peek("check", limit=100_000)
     temperature = [r.seq for r in records if r.stream == "truck/environment/temperature"]
-    assert temperature == list(range(1, len(temperature) + 1)) and len(temperature) >= 10
+    assert temperature == list(range(1, len(temperature) + 1)) and len(temperature) >= 4  # both runs
     assert len({r.uid for r in records}) == len(records)
 
 

@@ -11,9 +11,15 @@ from pathlib import Path
 import pytest
 
 import agent
+from agent.app import extensions
+from agent.core.config.loader import CORE_SECTIONS
 
 PROFILES = Path(agent.__file__).parent / "profiles"
 MINIMAL = '[agent]\ndevice_id = "truck-1"\n'
+
+# What this build of the agent knows: the core's tables, the plugins' tables, and the driver types.
+KNOWN_TABLES = ", ".join([*CORE_SECTIONS, *extensions().sections, "drivers"])
+KNOWN_DRIVERS = ", ".join(sorted(extensions().drivers))
 
 
 def _script() -> str:
@@ -81,7 +87,8 @@ def test_config_check_demo_profile() -> None:
     result = msec("config", "check", path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
-        f"{path}: OK (device demo-truck-001, profile demo, drivers: sim (simulated), 1 model file(s))\n"
+        f"{path}: OK (device demo-truck-001, profile demo, drivers: sim (simulated), gps (serial), "
+        "pms (serial), gpio (gpio), ble (ble), 1 model file(s))\n"
     )
     assert result.stderr == ""
 
@@ -129,14 +136,14 @@ def test_config_check_names_path_value_and_expectation(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert lines[0] == f"{path}: 9 problem(s)"
     assert problem_lines(result) == [
-        "outbx: unknown table (expected one of: agent, model, outbox, http, runtime, drivers)",
+        f"outbx: unknown table (expected one of: {KNOWN_TABLES})",
         "agent.state_dir: expected an absolute path (found 'var/lib/msec')",
         "outbox.max_bytes: Input should be a valid integer (found '5')",
         "outbox.max_byte: unknown key (a typo?)",
         "http.listen: expected 'host:port' or '[ipv6]:port', e.g. '127.0.0.1:8080' (found '127.0.0.1:70000')",
         "runtime.restart_initial: Input should be greater than 0 (found -1)",
         "drivers[0].rate_hx: unknown key (a typo?)",
-        "drivers[1].type: unknown driver type (expected one of: simulated) (found 'gps')",
+        f"drivers[1].type: unknown driver type (expected one of: {KNOWN_DRIVERS}) (found 'gps')",
         f"model.files[0]: {tmp_path / 'broken.toml'} at providers.p.services.s.resources.r: initial value: "
         "expected a 32-bit integer, got str 'x' (found {'type': 'int', 'value': 'x'})",
     ]

@@ -22,8 +22,16 @@ log = logging.getLogger("agent.northbound.publisher")
 class OutboxPublisher(Component):
     """Subclass: implement connect(), send() and disconnect(). run() drives them."""
 
-    def __init__(self, name: str, outbox: Outbox, *, sink: str | None = None, batch: int = 200,
-                 idle_poll: float = 0.05, sealer: Sealer | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        outbox: Outbox,
+        *,
+        sink: str | None = None,
+        batch: int = 200,
+        idle_poll: float = 0.05,
+        sealer: Sealer | None = None,
+    ) -> None:
         super().__init__(name)
         self.outbox = outbox
         self.sink = sink or name

@@ -42,12 +42,19 @@ class Unauthenticated(Exception):
 
 
 class AccessControl(Protocol):
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The caller behind these request headers; raises Unauthenticated."""
+    def authenticate(self, headers: Mapping[str, str], *, remote_addr: str | None = None) -> Principal:
+        """The caller behind these request headers (from `remote_addr`, for rate limiting failed logins);
+        raises Unauthenticated."""
         ...
 
-    def allowed(self, principal: Principal, operation: Operation, provider: str, service: str | None = None,
-                resource: str | None = None) -> bool:
+    def allowed(
+        self,
+        principal: Principal,
+        operation: Operation,
+        provider: str,
+        service: str | None = None,
+        resource: str | None = None,
+    ) -> bool:
         """Whether the principal may do `operation` on that provider (or service, or resource)."""
         ...
 
@@ -57,9 +64,15 @@ class OpenAccess:
 
     insecure = True
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    def authenticate(self, headers: Mapping[str, str], *, remote_addr: str | None = None) -> Principal:
         return ANONYMOUS
 
-    def allowed(self, principal: Principal, operation: Operation, provider: str, service: str | None = None,
-                resource: str | None = None) -> bool:
+    def allowed(
+        self,
+        principal: Principal,
+        operation: Operation,
+        provider: str,
+        service: str | None = None,
+        resource: str | None = None,
+    ) -> bool:
         return True

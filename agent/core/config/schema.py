@@ -46,7 +46,7 @@ class OutboxSection(Strict):
 class HttpSection(Strict):
     enabled: bool = True
     listen: ListenAddress = "127.0.0.1:8080"
-    threads: int = Field(default=8, ge=2, le=64)
+    threads: int = Field(default=24, ge=2, le=128)  # each open SSE stream holds one
 
 
 class RuntimeSection(Strict):
