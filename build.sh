@@ -17,6 +17,8 @@ APT_PACKAGES=(
     chromium fonts-liberation fonts-dejavu-core  # status page browser tests (Playwright drives Debian's Chromium)
     dbus  # BLE tests: a private D-Bus with a simulated BlueZ (python-dbusmock), bleak's real backend
     pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev libcairo2-dev  # to build dbus-python, PyGObject
+    mosquitto mosquitto-clients  # MQTT publisher tests: a real broker started by the tests
+    swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 tpm2-openssl libtss2-dev  # TPM keystore tests
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -79,7 +81,7 @@ MSG
 
 cmd_test() {
     apt_install "${APT_PACKAGES[@]}"
-    setup test
+    setup test,tpm
     log "running tests"
     local rc=0
     "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
@@ -87,7 +89,7 @@ cmd_test() {
 }
 
 cmd_bench() {
-    setup test
+    setup test,tpm
     mkdir -p out/bench
     local rc=0 script
     for script in tests/bench/bench_*.py; do
@@ -99,7 +101,7 @@ cmd_bench() {
 }
 
 cmd_lint() {
-    setup test
+    setup test,tpm
     "$VENV/bin/ruff" check agent tests
     "$VENV/bin/ruff" format --check agent tests
 }

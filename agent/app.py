@@ -21,8 +21,12 @@ from .core.outbox import Outbox
 from .core.recorder import Recorder
 from .core.runtime import Backoff, Component, Runtime
 from .drivers import DRIVERS, DriverPlugin
+from .keys_cli import CONFIG_SECTIONS as KEY_SECTIONS
+from .northbound.mqtt import SECTION as MQTT
+from .northbound.mqtt import MqttSection, create_mqtt_publisher
 from .northbound.sensinact import RestSection, close_sensinact_app, create_sensinact_app
 from .northbound.status import StatusSection, StatusSources, install_status_page
+from .sealing_setup import SealingSetup, setup_sealing
 from .security.config import SecuritySection
 from .security.policy import SecurityPolicy
 from .web import WsgiServer, create_ops_app
@@ -34,7 +38,13 @@ log = logging.getLogger("agent")
 def extensions(drivers: Mapping[str, DriverPlugin] = DRIVERS) -> Extensions:
     """The config tables this build of the agent understands, beyond the core's own."""
     return Extensions(
-        sections={"status": StatusSection, "rest": RestSection, "security": SecuritySection},
+        sections={
+            "status": StatusSection,
+            "rest": RestSection,
+            "security": SecuritySection,
+            MQTT: MqttSection,
+            **KEY_SECTIONS,
+        },
         drivers={name: plugin.config for name, plugin in drivers.items()},
     )
 
@@ -73,10 +83,12 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
         )
     recorder = Recorder(model, outbox, kinds=[ResourceKind(k) for k in config.outbox.record_kinds])
 
+    sealing = setup_sealing(config)
     components: list[Component] = [recorder]
     for driver in config.drivers:
         if driver.enabled:
             components.append(drivers[driver.type].create(driver, model))
+    components += build_publishers(config, outbox, sealing)
 
     runtime = Runtime(
         components,
@@ -94,7 +106,7 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
         )
     )
     web = create_ops_app(runtime.health_report, registry)
-    install_status(web, config, model, runtime, outbox)
+    install_status(web, config, model, runtime, outbox, sealing)
     app: WsgiApp = web
     rest = build_rest(config, model, runtime)
     if rest is not None:
@@ -105,12 +117,33 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
 
     async def close_outbox() -> None:
         await asyncio.to_thread(outbox.close)
+        sealing.close()
 
     runtime.on_stopped(close_outbox)
     return Agent(config, model, outbox, recorder, runtime, web, components, app)
 
 
-def install_status(web: Flask, config: AgentConfig, model: Model, runtime: Runtime, outbox: Outbox) -> None:
+def build_publishers(config: AgentConfig, outbox: Outbox, sealing: SealingSetup) -> list[Component]:
+    """The northbound publishers configured (MQTT today; SOXFire next), each on its own outbox sink."""
+    publishers: list[Component] = []
+    mqtt = config.section(MQTT)
+    if isinstance(mqtt, MqttSection):
+        publishers.append(
+            create_mqtt_publisher(
+                mqtt,
+                config.agent.device_id,
+                outbox,
+                sealing.sealer,
+                profile=config.agent.profile,
+                tpm=sealing.tpm_resolver,
+            )
+        )
+    return publishers
+
+
+def install_status(
+    web: Flask, config: AgentConfig, model: Model, runtime: Runtime, outbox: Outbox, sealing: SealingSetup
+) -> None:
     status = config.section("status")
     if not isinstance(status, StatusSection) or not status.enabled:
         return
@@ -123,6 +156,7 @@ def install_status(web: Flask, config: AgentConfig, model: Model, runtime: Runti
         state_dir=config.state_dir,
         outbox=outbox,
         recent_logs=installed_recent_logs(),
+        keystore=sealing.info,
     )
     install_status_page(web, sources, status)
 

@@ -17,6 +17,8 @@ from . import __version__
 from .core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from .core.logs import setup_logging
 from .core.model.declaration import read_model_file
+from .keys_cli import add_commands as add_key_commands
+from .keys_cli import dispatch as key_dispatch
 from .security.passwords import hash_password
 
 log = logging.getLogger("agent")
@@ -49,11 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     model_commands = model.add_subparsers(dest="model_command", required=True)
     model_check = model_commands.add_parser("check", help="validate a model file")
     model_check.add_argument("path", type=Path)
+    add_key_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("keys", "verify"):
+        return key_dispatch(args)
     if args.command == "config":
         return _config_check(args.path)
     if args.command == "model":

@@ -26,3 +26,22 @@ class Unsealed:
 
     def seal(self, payload: bytes, *, stream: str) -> bytes:
         return payload
+
+
+class SealingUnavailable(Exception):
+    """Sealing is configured but its keystore cannot be used (TPM absent, locked out, key missing)."""
+
+
+class UnavailableSealer:
+    """Stands in when the keystore failed: every seal() refuses, so publishers pause (records stay in the
+    outbox, their health says why) instead of sending data unsigned. Fail-closed."""
+
+    content_type = "application/jose"
+    signed = True
+    encrypted = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def seal(self, payload: bytes, *, stream: str) -> bytes:
+        raise SealingUnavailable(f"keystore unavailable: {self.reason}")

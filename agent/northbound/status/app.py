@@ -230,6 +230,9 @@ def _stream(sources: StatusSources, release: Callable[[], None]) -> Iterator[str
     began = time.monotonic()
     try:
         yield "retry: 2000\n\n"
+        # Subscribed first, then a full picture: nothing that changed between the page's first load (or a
+        # reconnect) and this subscription is missed.
+        yield _frame("providers", sources.providers())
         yield _frame("status", sources.status())
         next_status = time.monotonic() + STATUS_PERIOD
         while time.monotonic() - began < STREAM_LIFETIME:

@@ -69,7 +69,7 @@ def test_demo_profile_validates() -> None:
     [(model_path, declaration)] = config.model_files
     assert model_path == PROFILES / "demo-model.toml"  # relative to the config file's folder
     assert set(declaration.providers) == {"depot", "truck"}
-    assert set(config.sections) == {"status", "security"}  # the plugins' tables the demo uses
+    assert set(config.sections) == {"status", "security", "keystore"}  # the plugins' tables the demo uses
 
 
 def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
