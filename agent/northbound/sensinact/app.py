@@ -57,6 +57,8 @@ def create_sensinact_app(model: Model, access: AccessControl, settings: RestSect
     ensure_system_provider(model)
     facade = Facade(model, access, settings)
     app = Flask("agent.northbound.sensinact")
+    # No HTML redirects for '//' (or an encoded '/'): every answer of the facade is an envelope.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["sensinact"] = facade
     document = dumps(openapi_document(settings))

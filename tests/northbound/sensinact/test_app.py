@@ -315,7 +315,8 @@ def test_huge_bodies_are_413(served) -> None:
     # sending the rest of the body fails (urllib would only report the broken pipe).
     url = urllib.parse.urlsplit(served.client.url)
     head = (
-        f"POST {url.path}{RES}/status/SET HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+        f"POST {url.path}{RES}/status/SET HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        "Content-Type: application/json\r\n"
         f"Content-Length: {2 * 2**20}\r\nConnection: close\r\n\r\n"
     )
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
@@ -428,3 +429,11 @@ def test_app_never_exposes_a_trace_on_a_bug(model: Model) -> None:
     assert response.status_code == 500
     assert response.get_json()["type"] == "ERROR" and b"Traceback" not in response.data
     assert b"ZeroDivision" not in response.data
+
+
+@pytest.mark.parametrize("path", ["/sensinact//", "/sensinact/%2F", "/sensinact/%2F/x", "/sensinact/a//b"])
+def test_empty_segments_answer_an_envelope_not_a_redirect(served, path: str) -> None:
+    # Found by the fuzzer: werkzeug's slash merging answered an HTML 308 redirect.
+    status, _, body = served.client.request("GET", path)
+    assert status == 404
+    is_error(body, 404)
