@@ -158,7 +158,11 @@ def install_status(
         recent_logs=installed_recent_logs(),
         keystore=sealing.info,
     )
-    install_status_page(web, sources, status)
+    security = config.section("security")
+    users = security.users if isinstance(security, SecuritySection) else []
+    if not users:
+        log.warning("nobody can log in to the status page: no [[security.users]] configured")
+    install_status_page(web, sources, status, [(u.name, u.password_hash, u.roles) for u in users])
 
 
 def build_rest(config: AgentConfig, model: Model, runtime: Runtime) -> Flask | None:

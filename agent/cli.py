@@ -111,10 +111,9 @@ def _run(args: argparse.Namespace) -> int:
         overrides["http"] = {"listen": args.listen}
     demo_password = None
     if args.demo:
-        # A one-off operator login for the demo's status page: printed here, never stored in the repo.
+        # A one-off operator login for the demo (status page, REST): printed here, never stored in the repo.
         demo_password = secrets.token_urlsafe(9)
         demo_hash = hash_password(demo_password)
-        overrides["status"] = {"users": {"operator": {"password_hash": demo_hash, "role": "operator"}}}
         overrides["security"] = {
             "users": [{"name": "operator", "password_hash": demo_hash, "roles": ["operator"]}]
         }

@@ -42,7 +42,7 @@ def config_text(state: Path) -> str:
         f'[agent]\ndevice_id = "bench"\nprofile = "development"\nstate_dir = "{state}"\nlog_format = "text"\n'
         f'[outbox]\nsynchronous = "NORMAL"\n[http]\nlisten = "127.0.0.1:0"\nthreads = 16\n'
         f"[status]\ncookie_secure = false\nmax_streams = 16\n"
-        f'[status.users.bench]\npassword_hash = "{hash_password(PASSWORD, log2_n=10)}"\nrole = "viewer"\n'
+        f'[[security.users]]\nname = "bench"\npassword_hash = "{hash_password(PASSWORD, log2_n=10)}"\n'
         f"{resources}"
     )
 

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
@@ -48,8 +48,10 @@ class StreamSlots:
         self._free.release()
 
 
-def create_status_blueprint(sources: StatusSources, settings: StatusSection) -> Blueprint:
-    users = Users(settings)
+def create_status_blueprint(
+    sources: StatusSources, settings: StatusSection, accounts: Iterable[tuple[str, str, Iterable[str]]]
+) -> Blueprint:
+    users = Users(settings, accounts)
     history = History(sources.model, seconds=settings.history_seconds)
     slots = StreamSlots(settings.max_streams)
     bp = Blueprint(
@@ -267,7 +269,12 @@ def _frame(kind: str, data: Any) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
 
 
-def install_status_page(app: Flask, sources: StatusSources, settings: StatusSection) -> None:
+def install_status_page(
+    app: Flask,
+    sources: StatusSources,
+    settings: StatusSection,
+    accounts: Iterable[tuple[str, str, Iterable[str]]],
+) -> None:
     """Mounts the page on an agent's web app, with a fresh session key and hardened cookies."""
     import secrets
     from datetime import timedelta
@@ -280,4 +287,4 @@ def install_status_page(app: Flask, sources: StatusSources, settings: StatusSect
         SESSION_COOKIE_NAME="msec_session",
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
     )
-    app.register_blueprint(create_status_blueprint(sources, settings))
+    app.register_blueprint(create_status_blueprint(sources, settings, accounts))

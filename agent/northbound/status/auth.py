@@ -12,7 +12,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Response, abort, g, jsonify, redirect, request, session, url_for
@@ -24,10 +24,18 @@ from .config import StatusSection
 log = logging.getLogger("agent.northbound.status")
 
 
+OPERATOR_ROLE = "operator"
+
+
 class Users:
-    def __init__(self, settings: StatusSection) -> None:
-        self._hashes = {name: parse_hash(user.password_hash) for name, user in settings.users.items()}
-        self._roles = {name: user.role for name, user in settings.users.items()}
+    """The agent's local users ([[security.users]]: name, scrypt hash, roles) as the page sees them."""
+
+    def __init__(self, settings: StatusSection, accounts: Iterable[tuple[str, str, Iterable[str]]]) -> None:
+        accounts = list(accounts)
+        self._hashes = {name: parse_hash(password_hash) for name, password_hash, _ in accounts}
+        self._roles = {
+            name: "operator" if OPERATOR_ROLE in roles else "viewer" for name, _, roles in accounts
+        }
         self.limiter = FailureLimiter(
             max_failures=settings.login_failures,
             window=settings.login_pause_seconds,

@@ -1,34 +1,17 @@
-"""The `[status]` table: the local status page's users and session settings."""
+"""The `[status]` table: the local status page's session settings.
+
+Its users are the agent's local users (`[[security.users]]`): one list for the REST facade and the page.
+A user with the role `operator` may act from the page; every other user may look."""
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field
 
-from pydantic import Field, field_validator
-
-from ...core.config.schema_base import Name, Strict
-from ...security.passwords import InvalidHash, parse_hash
-
-
-class StatusUser(Strict):
-    # An scrypt hash (`python -m agent.security.passwords` makes one), never a password.
-    password_hash: str = Field(max_length=512)
-    # viewer: sees everything; operator: may also actuate outputs, re-publish meta and run a self-test.
-    role: Literal["viewer", "operator"] = "viewer"
-
-    @field_validator("password_hash")
-    @classmethod
-    def _is_a_hash(cls, value: str) -> str:
-        try:
-            parse_hash(value)
-        except InvalidHash as error:
-            raise ValueError(str(error)) from None
-        return value
+from ...core.config.schema_base import Strict
 
 
 class StatusSection(Strict):
     enabled: bool = True
-    users: dict[Name, StatusUser] = {}
     # Secure cookies need HTTPS, except on loopback, which browsers treat as a secure context. A page
     # opened from the depot's network therefore needs [http] TLS; switching this off is for the demo only.
     cookie_secure: bool = True

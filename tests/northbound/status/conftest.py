@@ -16,8 +16,9 @@ def users_toml() -> str:
     olga = hash_password(PASSWORDS["olga"], log2_n=10)  # cheap parameters: tests log in many times
     vic = hash_password(PASSWORDS["vic"], log2_n=10)
     return (
-        f'[status.users.olga]\npassword_hash = "{olga}"\nrole = "operator"\n\n'
-        f'[status.users.vic]\npassword_hash = "{vic}"\nrole = "viewer"\n'
+        "[security]\n"
+        f'[[security.users]]\nname = "olga"\npassword_hash = "{olga}"\nroles = ["operator"]\n\n'
+        f'[[security.users]]\nname = "vic"\npassword_hash = "{vic}"\nroles = ["technician"]\n'
     )
 
 
