@@ -22,6 +22,7 @@ from .core.recorder import Recorder
 from .core.runtime import Backoff, Component, Runtime
 from .drivers import DRIVERS, DriverPlugin
 from .keys_cli import CONFIG_SECTIONS as KEY_SECTIONS
+from .northbound.metrics import PublisherCollector
 from .northbound.mqtt import SECTION as MQTT
 from .northbound.mqtt import MqttSection, create_mqtt_publisher
 from .northbound.sensinact import RestSection, close_sensinact_app, create_sensinact_app
@@ -105,6 +106,7 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
             started=lambda: runtime.started_at,
         )
     )
+    registry.register(PublisherCollector(runtime.supervisor))
     web = create_ops_app(runtime.health_report, registry)
     install_status(web, config, model, runtime, outbox, sealing)
     app: WsgiApp = web

@@ -39,6 +39,7 @@ class OutboxPublisher(Component):
         self.idle_poll = idle_poll
         self.sealer: Sealer = sealer or Unsealed()
         self.published = 0  # records confirmed by the server since start
+        self.rejected = 0  # records the server refused for good (dropped and logged by the subclass)
         self.last_ack: float | None = None  # time of the last confirmed publish
         outbox.register_sink(self.sink)
 
