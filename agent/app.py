@@ -130,6 +130,8 @@ def build_publishers(config: AgentConfig, outbox: Outbox, sealing: SealingSetup)
     publishers: list[Component] = []
     mqtt = config.section(MQTT)
     if isinstance(mqtt, MqttSection):
+        if mqtt.tls is not None and mqtt.tls.key == "tpm":
+            sealing.enable_tpm_tls()  # process-wide, before any TPM-keyed TLS context is made
         publishers.append(
             create_mqtt_publisher(
                 mqtt,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .core.config import DEFAULT_CONFIG_PATH, ConfigError, Extensions, load_config
 from .security.keystore import Keystore, KeystoreConfig, KeystoreError, open_keystore, public_jwk
+from .security.keystore.tls_key import create_tls_key
 from .security.sealing import SealingConfig
 from .security.verify import ReplayGuard, verify_record
 
@@ -39,6 +40,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     seal.add_argument("--pcr", type=int, action="append", default=[], help="bind to this PCR (repeatable)")
     unseal = sub.add_parser("unseal", help="print a sealed secret on stdout")
     unseal.add_argument("name")
+    tls = sub.add_parser("tls-key", help="a TLS client key inside the TPM (mutual TLS); prints its CSR")
+    tls.add_argument("--cn", help="subject common name (default: the device id)")
+    tls.add_argument("--replace", action="store_true", help="make a new key even if one exists")
 
     verify = commands.add_parser("verify", help="verify sealed records, one per line (file or -)")
     verify.add_argument("records", type=argparse.FileType("rb"))
@@ -78,6 +82,13 @@ def _config(path: Path) -> tuple[KeystoreConfig, Path, str]:
 def _keys(args: argparse.Namespace) -> int:
     config, state_dir, device_id = _config(args.config)
     command = args.keys_command
+    if command == "tls-key":  # works on the TPM directly: the keystore object is not needed
+        files = create_tls_key(config, state_dir, args.cn or device_id, replace=args.replace)
+        print(
+            f"TLS key {'created' if files.created else 'kept'} (TPM blob): {files.key_file}", file=sys.stderr
+        )
+        sys.stdout.write(files.csr_file.read_text())
+        return 0
     with open_keystore(config, state_dir, create_missing=command == "init") as store:
         if store.insecure:
             print("WARNING: INSECURE software keystore (development only)", file=sys.stderr)

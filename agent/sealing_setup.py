@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .core.config import AgentConfig, ConfigError, Problem
 from .security.keystore import Keystore, KeystoreConfig, KeystoreError, open_keystore
+from .security.keystore.tls_key import enable_tpm_tls, tls_directory, write_openssl_config
 from .security.sealer import Sealer, UnavailableSealer, Unsealed
 from .security.sealing import SealingConfig, build_sealer
 
@@ -25,6 +27,8 @@ class SealingSetup:
     sealer: Sealer
     error: str | None = None
     configured: bool = False
+    keystore_config: KeystoreConfig | None = None
+    state_dir: Path = Path(".")
 
     def info(self) -> dict[str, Any]:
         """What the status page shows under identity."""
@@ -48,6 +52,20 @@ class SealingSetup:
         if self.keystore is None:
             raise KeystoreError(self.error or "no keystore configured")
         return self.keystore.unseal_text(name)
+
+    def enable_tpm_tls(self) -> None:
+        """Turns on the tpm2 OpenSSL provider for TLS client keys held in the TPM (`key = "tpm"`). A failure
+        is logged, not raised: the connection that needs it then reports why in its health."""
+        keystore_config = self.keystore_config
+        if keystore_config is None or keystore_config.backend != "tpm":
+            log.error('a TLS key in the TPM needs [keystore] backend = "tpm"')
+            return
+        try:
+            enable_tpm_tls(
+                keystore_config.tcti, write_openssl_config(tls_directory(keystore_config, self.state_dir))
+            )
+        except KeystoreError as error:
+            log.error("the TPM cannot serve TLS client keys", extra={"reason": str(error)})
 
     def close(self) -> None:
         if self.keystore is not None:
@@ -88,7 +106,7 @@ def setup_sealing(config: AgentConfig) -> SealingSetup:
         log.error(
             "the keystore cannot be used; publishing is paused, readings are kept", extra={"reason": reason}
         )
-        return SealingSetup(None, UnavailableSealer(reason), reason, configured=True)
+        return SealingSetup(None, UnavailableSealer(reason), reason, True, keystore_config, config.state_dir)
     if keystore.insecure:
         log.warning("INSECURE software keystore in use: keys are files on disk, not in a TPM")
-    return SealingSetup(keystore, sealer, configured=True)
+    return SealingSetup(keystore, sealer, None, True, keystore_config, config.state_dir)

@@ -27,6 +27,9 @@ class MqttTls(Strict):
     cert_file: str | None = None  # client certificate (PEM), for brokers with require_certificate
     key_file: str | None = None
     key_password: SecretRef | None = None
+    # "tpm": key_file is a TPM-wrapped blob (TSS2 PRIVATE KEY, `create_tls_key`) and the handshake is signed
+    # in the TPM through the tpm2-openssl provider, which the agent enables at start (docs/keystore.md).
+    key: Literal["file", "tpm"] = "file"
     insecure: bool = False
 
     @field_validator("ca_file", "cert_file", "key_file")
@@ -42,6 +45,10 @@ class MqttTls(Strict):
             raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
         if self.key_password is not None and self.key_file is None:
             raise ValueError("key_password needs key_file")
+        if self.key == "tpm" and self.key_file is None:
+            raise ValueError('key = "tpm" needs cert_file and key_file (the TSS2 PRIVATE KEY blob)')
+        if self.key == "tpm" and self.key_password is not None:
+            raise ValueError('key = "tpm" takes no key_password (the TPM key has an empty auth value)')
         return self
 
 
