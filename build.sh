@@ -18,6 +18,7 @@ APT_PACKAGES=(
     dbus  # BLE tests: a private D-Bus with a simulated BlueZ (python-dbusmock), bleak's real backend
     pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev libcairo2-dev  # to build dbus-python, PyGObject
     mosquitto mosquitto-clients  # MQTT publisher tests: a real broker started by the tests
+    prosody lua-unbound lua-event openssl  # SOXFire tests: a real Prosody (pubsub, anonymous host) per test
     swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 tpm2-openssl libtss2-dev  # TPM keystore tests
 )
 

@@ -26,6 +26,8 @@ from .northbound.metrics import PublisherCollector
 from .northbound.mqtt import SECTION as MQTT
 from .northbound.mqtt import MqttSection, create_mqtt_publisher
 from .northbound.sensinact import RestSection, close_sensinact_app, create_sensinact_app
+from .northbound.soxfire import SECTION as SOX
+from .northbound.soxfire import SoxfireSection, create_sox_components
 from .northbound.status import StatusSection, StatusSources, install_status_page
 from .sealing_setup import SealingSetup, setup_sealing
 from .security.config import SecuritySection
@@ -44,6 +46,7 @@ def extensions(drivers: Mapping[str, DriverPlugin] = DRIVERS) -> Extensions:
             "rest": RestSection,
             "security": SecuritySection,
             MQTT: MqttSection,
+            SOX: SoxfireSection,
             **KEY_SECTIONS,
         },
         drivers={name: plugin.config for name, plugin in drivers.items()},
@@ -89,7 +92,7 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
     for driver in config.drivers:
         if driver.enabled:
             components.append(drivers[driver.type].create(driver, model))
-    components += build_publishers(config, outbox, sealing)
+    components += build_publishers(config, model, outbox, sealing)
 
     runtime = Runtime(
         components,
@@ -112,7 +115,7 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
     app: WsgiApp = web
     rest = build_rest(config, model, runtime)
     if rest is not None:
-        app = route_by_prefix(web, {"/sensinact": rest})
+        app = route_by_prefix(web, {"/sensinact": rest, "/ws/sensinact": rest})
     if config.http.enabled:
         host, port = split_listen(config.http.listen)
         runtime.supervisor.add(WsgiServer(app, host, port, threads=config.http.threads))
@@ -125,9 +128,14 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
     return Agent(config, model, outbox, recorder, runtime, web, components, app)
 
 
-def build_publishers(config: AgentConfig, outbox: Outbox, sealing: SealingSetup) -> list[Component]:
-    """The northbound publishers configured (MQTT today; SOXFire next), each on its own outbox sink."""
+def build_publishers(
+    config: AgentConfig, model: Model, outbox: Outbox, sealing: SealingSetup
+) -> list[Component]:
+    """The northbound publishers configured (SOXFire, MQTT), each on its own outbox sink."""
     publishers: list[Component] = []
+    sox = config.section(SOX)
+    if isinstance(sox, SoxfireSection):
+        publishers += create_sox_components(sox, model, outbox, sealing.sealer, tpm=sealing.tpm_resolver)
     mqtt = config.section(MQTT)
     if isinstance(mqtt, MqttSection):
         if mqtt.tls is not None and mqtt.tls.key == "tpm":

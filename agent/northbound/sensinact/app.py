@@ -23,6 +23,7 @@ from .config import RestSection
 from .envelopes import RestError, dumps, error_envelope, error_response, json_response
 from .facade import Facade
 from .openapi import openapi_document
+from .ws import WebSocketEndpoint, WsSettings
 
 log = logging.getLogger("agent.northbound.sensinact")
 
@@ -62,6 +63,10 @@ def create_sensinact_app(model: Model, access: AccessControl, settings: RestSect
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["sensinact"] = facade
     document = dumps(openapi_document(settings))
+    websockets = app.extensions["sensinact.ws"] = WebSocketEndpoint(facade, WsSettings.from_rest(settings))
+    for upgrade in (True, False):  # Werkzeug routes upgrade requests only to websocket rules
+        endpoint = "websocket" if upgrade else "websocket-refused"
+        app.add_url_rule("/ws/sensinact", endpoint, websockets.view, methods=["GET"], websocket=upgrade)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
@@ -99,7 +104,10 @@ def create_sensinact_app(model: Model, access: AccessControl, settings: RestSect
 
 
 def close_sensinact_app(app: Flask) -> None:
-    """Ends the facade's SSE streams and callback delivery threads (call after the server stopped)."""
+    """Ends the facade's WebSockets, SSE streams and callback delivery threads."""
+    websockets = app.extensions.get("sensinact.ws")
+    if isinstance(websockets, WebSocketEndpoint):
+        websockets.close()
     facade = app.extensions.get("sensinact")
     if isinstance(facade, Facade):
         facade.close()

@@ -11,10 +11,11 @@ one. `complement: true` negates a condition. A condition that cannot be evaluate
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .patterns import ClientPattern, PatternError
 
 _MISSING = object()
 OPERATORS = ("<", "<=", ">", ">=", "=", "!=", "regex", "in", "len", "+", "-", "abs", "diff", "changed")
@@ -136,11 +137,11 @@ class Condition:
     operator: str
     operand: Any
     complement: bool
-    pattern: re.Pattern[str] | None = None
+    pattern: ClientPattern | None = None
 
     def holds(self, value: Any, previous: Any = _MISSING) -> bool:
         if self.pattern is not None:
-            result = isinstance(value, str) and self.pattern.fullmatch(value) is not None
+            result = isinstance(value, str) and self.pattern.fullmatch(value)
         else:
             result = _CHECKS[self.operator](value, self.operand, previous)
         return result != self.complement
@@ -165,9 +166,9 @@ def build(raw: Any, index: int = 0) -> Condition:
                 f"condition {index}: 'regex' needs a pattern of at most {MAX_REGEX} characters"
             )
         try:
-            pattern = re.compile(operand)
-        except re.error as error:
-            raise ConditionError(f"condition {index}: bad regex: {error}") from None
+            pattern = ClientPattern(operand)
+        except PatternError as error:
+            raise ConditionError(f"condition {index}: {error}") from None
     if operator in {"len", "+", "-"} and _number(operand) is None:
         raise ConditionError(f"condition {index}: '{operator}' needs a numeric operand")
     if operator in {"abs", "diff"} and _delta_operands(operand, 0.0) is None:

@@ -33,6 +33,7 @@ from .config import RestSection
 from .envelopes import RestError, envelope
 from .guard import Guard
 from .paths import Kind, Target
+from .patterns import ClientPattern, PatternError
 from .sse import Streams
 from .subscriptions import CallbackHub
 
@@ -403,10 +404,10 @@ def _segment(text: str | None) -> Callable[[str], bool]:
     if inner.startswith("*") and "*" not in inner[1:] and not re.search(r"[\\^$.|?+()\[\]{}]", inner[1:]):
         return lambda name: name.endswith(inner[1:])
     try:
-        pattern = re.compile(inner)
-    except re.error as error:
+        pattern = ClientPattern(inner)
+    except PatternError as error:
         raise RestError(400, f"Bad pattern {inner[:80]!r}: {error}") from None
-    return lambda name: pattern.fullmatch(name) is not None
+    return pattern.fullmatch
 
 
 def _flag(value: str | None) -> bool:

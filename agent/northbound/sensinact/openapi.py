@@ -36,19 +36,26 @@ def _answer(description: str, schema_ref: str = "Envelope") -> dict[str, Any]:
     }
 
 
-def _responses(ok: str, *errors: int) -> dict[str, Any]:
-    result = {"200": _answer(ok)}
-    for code in (400, 401, 403, 404, 405, 413, 415, *errors):
-        result[str(code)] = _answer("Error", "Error")
-    return result
+# Every request is authenticated first: 401 bad credentials, 429 failed logins from this address paused,
+# 503 identity provider unreachable (or the facade stopping).
+_AUTH_ERRORS = (401, 429, 503)
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _answer("Error", "Error") for code in sorted({*_AUTH_ERRORS, *codes})}
+
+
+def _responses(ok: str, *errors: int, schema_ref: str = "Envelope") -> dict[str, Any]:
+    return {"200": _answer(ok, schema_ref), **_errors(400, 403, 404, 405, 413, 415, *errors)}
 
 
 def _get(summary: str, parameters: list[dict[str, Any]], *, filters: bool = False) -> dict[str, Any]:
+    # A filter language other than ldap / resource.selector is 501, as in sensiNact.
     return {
         "get": {
             "summary": summary,
             "parameters": parameters + (_FILTERS if filters else []),
-            "responses": _responses(summary),
+            "responses": _responses(summary, *((501,) if filters else ())),
         }
     }
 
@@ -62,7 +69,7 @@ def _post(summary: str, parameters: list[dict[str, Any]], body: str = "Parameter
                 "required": False,
                 "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{body}"}}},
             },
-            "responses": _responses(summary, 409, 429, 502, 503),
+            "responses": _responses(summary, 409, 502),
         }
     }
 
@@ -85,13 +92,26 @@ def openapi_document(settings: RestSection) -> dict[str, Any]:
         "/sensinact/providers/{provider}/services/{service}/resources": _get(
             "RESOURCES_LIST", [p, s], filters=True
         ),
-        res: _get("DESCRIBE_RESOURCE", [p, s, r]),
+        res: _get("DESCRIBE_RESOURCE", [p, s, r], filters=True),
         "/sensinact/snapshot": _post(
             "SNAPSHOT_RESPONSE", [_query("metadata", {"type": "boolean"}, "Include metadata")], "Selectors"
         ),
-        "/sensinact/{provider}": _get("DESCRIBE_PROVIDER (legacy short form)", [p]),
-        "/sensinact/{provider}/{service}": _get("DESCRIBE_SERVICE (legacy short form)", [p, s]),
-        short: _get("DESCRIBE_RESOURCE (legacy short form)", [p, s, r]),
+        "/sensinact/{provider}": _get("DESCRIBE_PROVIDER (legacy short form)", [p], filters=True),
+        "/sensinact/{provider}/{service}": _get("DESCRIBE_SERVICE (legacy short form)", [p, s], filters=True),
+        short: _get("DESCRIBE_RESOURCE (legacy short form)", [p, s, r], filters=True),
+    }
+    paths["/sensinact/openapi.json"] = {
+        "get": {
+            "summary": "This document",
+            "responses": {
+                "200": {"description": "OpenAPI 3", "content": {_JSON: {"schema": {"type": "object"}}}}
+            },
+        }
+    }
+    # Legacy session tokens; 404 unless the access control issues tokens, 403 for bad credentials.
+    paths["/sensinact.login"] = {
+        method: {"summary": "TOKEN_CREATION", "responses": _responses("TOKEN_CREATION", schema_ref="Token")}
+        for method in ("get", "post")
     }
     for base in (res, short):
         get_params = [
@@ -119,7 +139,8 @@ def openapi_document(settings: RestSection) -> dict[str, Any]:
                         "description": "An event stream",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
-                    **{str(c): _answer("Error", "Error") for c in (401, 403, 503)},
+                    # 404 / 405: a path that names no resource (an empty or '/'-holding segment).
+                    **_errors(403, 404, 405),
                 },
             },
         }
@@ -157,6 +178,18 @@ def openapi_document(settings: RestSection) -> dict[str, Any]:
                             "type": "array",
                             "items": {"type": "object", "properties": {"message": {"type": "string"}}},
                         },
+                    },
+                },
+                "Token": {
+                    "type": "object",
+                    "required": ["type", "uri", "statusCode", "token"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["TOKEN_CREATION"]},
+                        "uri": {"type": "string"},
+                        "statusCode": {"type": "integer"},
+                        "token": {"type": "string"},
+                        "generated": {"type": "integer"},
+                        "validUntil": {"type": "integer"},
                     },
                 },
                 "Parameter": {

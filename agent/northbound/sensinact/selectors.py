@@ -8,13 +8,13 @@ Several selectors are OR-ed. Unlike LDAP, a selector narrows which services and 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ...core.model import ProviderSnapshot, ResourceSnapshot
+from .patterns import ClientPattern, PatternError
 
 OPERATIONS = (
     "EQUALS",
@@ -39,7 +39,7 @@ class NameSelection:
     value: str
     type: str = "EXACT"
     negate: bool = False
-    pattern: re.Pattern[str] | None = None
+    pattern: ClientPattern | None = None
 
     def matches(self, name: str | None) -> bool:
         if name is None:
@@ -47,9 +47,9 @@ class NameSelection:
         elif self.pattern is None:
             result = name == self.value
         elif self.type == "REGEX":
-            result = self.pattern.fullmatch(name) is not None
+            result = self.pattern.fullmatch(name)
         else:
-            result = self.pattern.search(name) is not None
+            result = self.pattern.search(name)
         return result != self.negate
 
 
@@ -77,10 +77,12 @@ class ValueSelection:
         if actual is None:
             return self.operation == "EQUALS" and self.value is None
         if self.operation in ("REGEX", "REGEX_REGION"):
-            pattern = re.compile(str(self.value))
+            try:
+                pattern = ClientPattern(str(self.value))  # checked when the selector was parsed
+            except PatternError:
+                return False
             text = actual if isinstance(actual, str) else str(actual)
-            found = pattern.fullmatch(text) if self.operation == "REGEX" else pattern.search(text)
-            return found is not None
+            return pattern.fullmatch(text) if self.operation == "REGEX" else pattern.search(text)
         expected = _expected(self.value, actual, self.check)
         if expected is None:
             return False
@@ -156,9 +158,9 @@ def _name(raw: Any, where: str) -> NameSelection | None:
     pattern = None
     if kind != "EXACT":
         try:
-            pattern = re.compile(raw["value"])
-        except re.error as error:
-            raise SelectorError(f"{where}: bad regex: {error}") from None
+            pattern = ClientPattern(raw["value"])
+        except PatternError as error:
+            raise SelectorError(f"{where}: {error}") from None
     return NameSelection(raw["value"], kind, negate, pattern)
 
 
@@ -178,9 +180,9 @@ def _value(raw: Any, where: str) -> ValueSelection:
         )
     if operation in ("REGEX", "REGEX_REGION"):
         try:
-            re.compile(str(raw.get("value")))
-        except re.error as error:
-            raise SelectorError(f"{where}: bad regex: {error}") from None
+            ClientPattern(str(raw.get("value")))
+        except PatternError as error:
+            raise SelectorError(f"{where}: {error}") from None
     return ValueSelection(raw.get("value"), operation, negate, check)
 
 

@@ -1,0 +1,95 @@
+"""The [soxfire] configuration table: where to publish, how to trust the server, what to mirror."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from ...core.config.schema_base import Name, Strict
+from ...core.config.secrets import SecretRef
+from .wire import DEVICE_TYPES
+
+SECTION = "soxfire"
+
+# A bare or full JID, loosely checked (localpart@domain[/resource]): the server has the last word.
+Jid = Annotated[str, Field(pattern=r"^[^@/\s]+@[^@/\s]+(/\S+)?$", max_length=1023)]
+Domain = Annotated[str, Field(pattern=r"^[^@/\s]+$", max_length=1023)]
+AbsolutePath = Annotated[str, Field(pattern=r"^/.+")]
+DeviceType = Literal[DEVICE_TYPES]  # type: ignore[valid-type]  (a tuple of literals is what we mean)
+
+
+class BridgeDevice(Strict):
+    """A remote SOX device mirrored into the model as a provider."""
+
+    device: str = Field(min_length=1, max_length=256)  # its node prefix: <device>_meta / <device>_data
+    provider: Name | None = None  # default: the device name made into a valid provider name
+    pubsub: Domain | None = None  # default: this server's pubsub service (another one goes over s2s)
+
+
+class Actuation(Strict):
+    """transducerSetValue items on our _data nodes, from these JIDs only. Off unless enabled."""
+
+    enabled: bool = False
+    allow: list[Jid] = []
+
+    @model_validator(mode="after")
+    def _someone_allowed(self) -> Actuation:
+        if self.enabled and not self.allow:
+            raise ValueError("actuation is enabled but 'allow' names no JID")
+        return self
+
+
+class SoxfireSection(Strict):
+    enabled: bool = True
+    jid: Jid
+    password: SecretRef
+    host: str | None = Field(default=None, max_length=253)  # default: the JID's domain
+    port: int = Field(default=5222, ge=1, le=65535)
+    pubsub: Domain | None = None  # default: "pubsub." + the JID's domain
+    # starttls: STARTTLS required and verified; direct: TLS from the first byte (port 5223);
+    # plaintext: no TLS at all, the password crosses the network readable — only when said explicitly.
+    tls: Literal["starttls", "direct", "plaintext"] = "starttls"
+    ca_file: AbsolutePath | None = None  # trust anchors for the server certificate (default: system CAs)
+    pinned_cert: AbsolutePath | None = None  # accept exactly this certificate (PEM), whatever its issuer
+    device_prefix: str = Field(default="", max_length=128)  # node of provider p: <prefix><p>_meta/_data
+    device_type: DeviceType = "vehicle"
+    data_access: Literal["open", "whitelist"] = "open"
+    data_members: list[Jid] = []  # who may subscribe to _data when data_access = "whitelist"
+    # Readings kept by the server on each _data node: 1 as SOX clients expect (the latest); more gives
+    # late consumers a history (items max_items=N), at the server's storage cost.
+    data_max_items: int = Field(default=1, ge=1, le=100_000)
+    batch: int = Field(default=500, ge=1, le=10_000)  # records taken from the outbox per round
+    max_item_bytes: int = Field(default=60_000, ge=1024, le=10_000_000)  # a <data> item is split above this
+    # Sent in the node configuration at creation: Openfire (SOXFire) defaults to 5 KB otherwise.
+    max_payload_size: int = Field(default=300_000, ge=1024)
+    iq_timeout: float = Field(default=30.0, gt=0, le=600)
+    connect_timeout: float = Field(default=20.0, gt=0, le=600)
+    actuation: Actuation = Actuation()
+    bridge: list[BridgeDevice] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SoxfireSection:
+        if self.ca_file and self.pinned_cert:
+            raise ValueError("give either ca_file or pinned_cert, not both")
+        if self.tls == "plaintext" and (self.ca_file or self.pinned_cert):
+            raise ValueError("ca_file/pinned_cert make no sense with tls = 'plaintext'")
+        if self.max_item_bytes > self.max_payload_size:
+            raise ValueError("max_item_bytes must not exceed max_payload_size")
+        return self
+
+    @property
+    def domain(self) -> str:
+        return self.jid.split("@", 1)[1].split("/", 1)[0]
+
+    @property
+    def bare_jid(self) -> str:
+        return self.jid.split("/", 1)[0]
+
+    @property
+    def server_host(self) -> str:
+        return self.host or self.domain
+
+    @property
+    def pubsub_service(self) -> str:
+        return self.pubsub or f"pubsub.{self.domain}"
