@@ -44,6 +44,13 @@ def _shape_change(event: ModelEvent) -> bool:
     return event.type is EventType.VALUE_UPDATED and event.service == ADMIN  # friendlyName, location
 
 
+def _encrypts(sealer: Sealer, stream: str) -> bool:
+    """A sealer that encrypts some streams only (JoseSealer rules) says which: their typedValue must be
+    the sealed text too, not the clear value next to the ciphertext."""
+    encrypts = getattr(sealer, "encrypts", None)
+    return bool(encrypts(stream)) if callable(encrypts) else False
+
+
 Pending = tuple[str, TransducerValue]  # (outbox uid, its value)
 
 
@@ -224,7 +231,8 @@ class SoxPublisher(OutboxPublisher):
             if provider in self.exclude:
                 continue
             sealed = self.sealer.seal(record.payload, stream=record.stream)
-            value = mapping.reading_value(record, reading, sealed, encrypted=self.sealer.encrypted)
+            encrypted = self.sealer.encrypted or _encrypts(self.sealer, record.stream)
+            value = mapping.reading_value(record, reading, sealed, encrypted=encrypted)
             per_provider.setdefault(provider, []).append((record.uid, value))
         await asyncio.gather(*(self._send_provider(p, values) for p, values in per_provider.items()))
 

@@ -104,6 +104,10 @@ class JoseSealer:
         self.signed = "plain" not in used  # every record is signed
         self.encrypted = used == {"signed+encrypted"}  # every record is encrypted
 
+    def encrypts(self, stream: str) -> bool:
+        """Whether the records of `stream` are encrypted: nothing of them may then travel in clear."""
+        return self.policies.resolve(stream)[0] == "signed+encrypted"
+
     @property
     def certificate(self) -> str:
         """The current key certificate, for the device meta (records also embed it unless configured off)."""
