@@ -64,8 +64,43 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# What the demo publishes to: a throw-away Prosody (SOX) and Mosquitto (MQTT) that the agent starts on
+# loopback when they are installed (agent/demo/services.py). Without them readings stay in the outbox.
+DEMO_PACKAGES=(prosody lua-unbound lua-event mosquitto)
+
+demo_servers() {
+    command -v dpkg-query >/dev/null 2>&1 || return 0  # not Debian: the agent uses what it finds
+    local missing=() pkg
+    for pkg in "${DEMO_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        log "not installed: ${missing[*]}: the demo keeps its readings in the outbox (run as root, or:" \
+            "sudo apt-get install ${missing[*]})"
+        return 0
+    fi
+    log "installing the demo's local servers: ${missing[*]}"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null; }; then
+        log "could not install ${missing[*]}: the demo keeps its readings in the outbox"
+        return 0
+    fi
+    # Installed for the demo only: the agent runs its own throw-away copies, so the system-wide daemons
+    # the packages enable (Prosody listens on every interface) are switched off again.
+    if [ -d /run/systemd/system ]; then
+        for pkg in prosody mosquitto; do
+            if [[ " ${missing[*]} " == *" $pkg "* ]]; then
+                systemctl disable --now "$pkg" >/dev/null 2>&1 && log "disabled the system-wide $pkg service"
+            fi
+        done
+    fi
+    return 0
+}
+
 cmd_run() {
     setup
+    demo_servers
     local state=${MSEC_STATE_DIR:-$ROOT/.state/demo}
     mkdir -p "$state"
     cat >&2 <<MSG

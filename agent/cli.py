@@ -17,6 +17,7 @@ from . import __version__
 from .core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from .core.logs import setup_logging
 from .core.model.declaration import read_model_file
+from .demo.watch import add_command as add_watch_command
 from .keys_cli import add_commands as add_key_commands
 from .keys_cli import dispatch as key_dispatch
 from .security.passwords import hash_password
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--demo", action="store_true", help="the built-in demo profile (simulated devices)")
     run.add_argument("--state-dir", type=Path, help="override agent.state_dir (absolute after resolving)")
     run.add_argument("--listen", help="override http.listen, e.g. 0.0.0.0:8080")
+    run.add_argument(
+        "--no-services", action="store_true", help="with --demo: start no local Prosody/Mosquitto"
+    )
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -52,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     model_check = model_commands.add_parser("check", help="validate a model file")
     model_check.add_argument("path", type=Path)
     add_key_commands(commands)
+    add_watch_command(commands)
     return parser
 
 
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("keys", "verify"):
         return key_dispatch(args)
+    if args.command == "watch":
+        from .demo.watch import main as watch
+
+        return watch(args)
     if args.command == "config":
         return _config_check(args.path)
     if args.command == "model":
@@ -117,6 +126,12 @@ def _run(args: argparse.Namespace) -> int:
         overrides["security"] = {
             "users": [{"name": "operator", "password_hash": demo_hash, "roles": ["operator"]}]
         }
+    services = None
+    if args.demo and not args.no_services:  # a local Prosody/Mosquitto to publish to, where installed
+        from .demo.services import start_demo_services
+
+        services = start_demo_services(path, overrides)  # stopped after the agent, or at exit
+        overrides.update(services.overrides)
     try:
         config = load_config(path, extensions(), overrides)
     except ConfigError as error:
@@ -140,11 +155,20 @@ def _run(args: argparse.Namespace) -> int:
     if demo_password is not None:
         print(
             f"\n  status page: http://{config.http.listen}/  user: operator  password: {demo_password}"
-            f"\n  REST facade: http://{config.http.listen}/sensinact  (anonymous read; Basic auth to act)\n",
+            f"\n  REST facade: http://{config.http.listen}/sensinact  (anonymous read; Basic auth to act)\n"
+            + (
+                services.banner()
+                if services is not None
+                else "\n  demo services: off (--no-services): readings stay in the outbox\n"
+            ),
             file=sys.stderr,
             flush=True,
         )
-    asyncio.run(agent.run())
+    try:
+        asyncio.run(agent.run())
+    finally:
+        if services is not None:
+            services.stop()
     return 0
 
 

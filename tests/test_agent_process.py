@@ -19,6 +19,8 @@ from agent.core.outbox import Outbox
 from tests.conftest import wait_until
 
 AGENT = [sys.executable, "-m", "agent"]
+# The demo without its local Prosody/Mosquitto: these tests are about the process (tests/demo/ has those).
+DEMO = ["run", "--demo", "--no-services"]
 
 
 def free_port() -> int:
@@ -62,7 +64,7 @@ def test_demo_profile_runs_notifies_systemd_and_stops_cleanly_on_sigterm(tmp_pat
     port = free_port()
     state = tmp_path / "state"
     proc = start(
-        ["run", "--demo", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
+        [*DEMO, "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"],
         {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"},
         tmp_path,
     )
@@ -116,9 +118,7 @@ def test_restart_continues_the_same_outbox(tmp_path: Path) -> None:
     state = tmp_path / "state"
     for _ in range(2):
         port = free_port()
-        proc = start(
-            ["run", "--demo", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"], {}, tmp_path
-        )
+        proc = start([*DEMO, "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"], {}, tmp_path)
         try:
             wait_until(lambda port=port: _ready(port), timeout=20)
             wait_until(
@@ -147,7 +147,7 @@ def test_a_corrupt_outbox_is_set_aside_and_the_agent_still_starts(tmp_path: Path
     state.mkdir()
     (state / "outbox.db").write_bytes(b"this is not a database" * 100)
     port = free_port()
-    proc = start(["run", "--demo", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"], {}, tmp_path)
+    proc = start([*DEMO, "--state-dir", str(state), "--listen", f"127.0.0.1:{port}"], {}, tmp_path)
     try:
         wait_until(lambda: _ready(port), timeout=20)
         assert metric(f"http://127.0.0.1:{port}/metrics", "msec_outbox_recovered") == 1

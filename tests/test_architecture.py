@@ -58,6 +58,16 @@ def test_layers_import_only_downwards(layer: str) -> None:
     assert violations == []
 
 
+def test_only_the_cli_starts_demo_services() -> None:
+    importers = [
+        str(path.relative_to(ROOT.parent))
+        for path in sorted(ROOT.rglob("*.py"))
+        if not path.is_relative_to(ROOT / "demo")
+        and any(name == "agent.demo" or name.startswith("agent.demo.") for name in imports_of(path))
+    ]
+    assert importers == ["agent/cli.py"]
+
+
 def test_the_checker_sees_relative_imports() -> None:
     names = imports_of(ROOT / "app.py")
     assert "agent.drivers" in names and "agent.core.model" in names

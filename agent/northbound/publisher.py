@@ -22,6 +22,10 @@ log = logging.getLogger("agent.northbound.publisher")
 class OutboxPublisher(Component):
     """Subclass: implement connect(), send() and disconnect(). run() drives them."""
 
+    # A server that is away is the normal life of a truck: readings wait in the outbox, health says why,
+    # and the agent stays ready (no systemd restart for a network outage).
+    critical = False
+
     def __init__(
         self,
         name: str,

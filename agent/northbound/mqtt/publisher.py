@@ -49,7 +49,6 @@ class MqttRefused(Exception):
 class MqttPublisher(OutboxPublisher):
     # A broker outage must not starve systemd's watchdog (restarting the agent would not bring the broker
     # back); the failure shows in this component's health and the readings wait in the outbox.
-    critical = False
 
     def __init__(
         self,
