@@ -191,12 +191,13 @@ class SoxSession:
     async def close(self) -> None:
         """Ends the stream politely (bounded), never raises."""
         self.xmpp.cancel_connection_attempt()
-        if self.xmpp.transport is None:
-            return
         try:
-            await asyncio.wait_for(self.xmpp.disconnect(wait=1.0), 3)
+            if self.xmpp.transport is not None:
+                await asyncio.wait_for(self.xmpp.disconnect(wait=1.0), 3)
         except Exception:  # closing is best effort: the socket is dropped either way
             self.xmpp.abort()
+        finally:
+            release_stream(self.xmpp)
 
     async def wait_lost(self) -> None:
         await self.lost.wait()
@@ -303,3 +304,12 @@ def _reason(error: Any) -> str:
     if isinstance(error, OSError):
         return error.strerror or type(error).__name__
     return str(error)[:160] if error else "no reason given"
+
+
+def release_stream(xmpp: Any) -> None:
+    """Cancels slixmpp's output-filter task while the event loop still runs. Left alone, the stream's
+    __del__ cancels it at garbage-collection time, possibly on a closed loop, where it raises."""
+    task = getattr(xmpp, "_run_out_filters", None)
+    if task is not None:
+        task.cancel()
+        xmpp._run_out_filters = None

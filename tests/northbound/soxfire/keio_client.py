@@ -14,6 +14,8 @@ from xml.etree import ElementTree as ET
 
 from slixmpp import ClientXMPP
 
+from agent.northbound.soxfire.session import release_stream
+
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].lower()
@@ -94,7 +96,10 @@ class KeioSubscriber:
                     )
 
     async def close(self) -> None:
-        await asyncio.wait_for(self.xmpp.disconnect(wait=1), 3)
+        try:
+            await asyncio.wait_for(self.xmpp.disconnect(wait=1), 3)
+        finally:
+            release_stream(self.xmpp)
 
 
 def transducers(meta: ET.Element) -> dict[str, dict[str, str]]:
