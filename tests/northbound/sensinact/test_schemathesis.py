@@ -32,11 +32,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from agent.core.model import Model, Parameter, ResourceKind, ResourceSpec, ValueMode, value_type
+from agent.core.model import Model
 from agent.northbound.sensinact import RestSection, close_sensinact_app, create_sensinact_app
 from agent.northbound.sensinact.openapi import openapi_document
 from agent.security.access import OpenAccess
 from agent.web import serve
+
+from .conftest import seed as seed_model
 
 EXAMPLES = 60  # generated requests per operation, schema-valid and -violating mixed; 28 operations
 
@@ -69,37 +71,6 @@ TARGETS = [
 ]
 
 
-def _model() -> Model:
-    model = Model()
-    model.ensure_resource("slider", "cursor", "position", ResourceSpec(value_type("int")), value=0)
-    model.ensure_resource(
-        "light",
-        "switch",
-        "status",
-        ResourceSpec(value_type("string"), ResourceKind.STATE_VARIABLE, ValueMode.MODIFIABLE),
-        value="OFF",
-    )
-    model.ensure_resource(
-        "light",
-        "switch",
-        "dim",
-        ResourceSpec(
-            value_type("double"),
-            ResourceKind.ACTION,
-            parameters=(Parameter("brightness", value_type("int"), minimum=0, maximum=10),),
-            handler=lambda call: call.params["brightness"] * 2.0,
-        ),
-    )
-    model.ensure_resource(
-        "depot",
-        "info",
-        "operator",
-        ResourceSpec(value_type("string"), ResourceKind.PROPERTY, ValueMode.FIXED),
-        value="Fujisawa",
-    )
-    return model
-
-
 def _labels() -> list[str]:
     document = openapi_document(RestSection())
     return [f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item]
@@ -110,7 +81,7 @@ def facade_url() -> Iterator[str]:
     # SSE streams (GET .../SUBSCRIBE) end by themselves after a fraction of a second, so a generated
     # stream request cannot hold the run.
     rest = RestSection(stream_max_age=0.05, stream_keepalive=0.05, max_streams=8)
-    app = create_sensinact_app(_model(), OpenAccess(), rest)
+    app = create_sensinact_app(seed_model(Model()), OpenAccess(), rest)  # the facade suite's model
     handle = serve(app, "127.0.0.1", 0, threads=12)
     yield handle.url
     close_sensinact_app(app)
