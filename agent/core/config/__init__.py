@@ -17,10 +17,10 @@ _EXPORTS = {
     "ConfigError": "errors",
     "Problem": "errors",
     "DriverConfig": "schema",
-    "Secret": "secrets",
-    "SecretError": "secrets",
-    "SecretRef": "secrets",
-    "resolve_secret": "secrets",
+    "Secret": "agent.security.secrets",
+    "SecretError": "agent.security.secrets",
+    "SecretRef": "agent.security.secrets",
+    "resolve_secret": "agent.security.secrets",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -29,4 +29,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    module = _EXPORTS[name]
+    # Secret references live with security (the bottom layer) so its own tables can use them too.
+    target = module if module.startswith("agent.") else f"{__name__}.{module}"
+    return getattr(importlib.import_module(target), name)

@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from ...core.config import DriverConfig
 from ...core.config.schema_base import Name, PositiveFloat, Strict
-from ...core.config.secrets import SecretRef
+from ...security.secrets import SecretRef
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _HEX_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")

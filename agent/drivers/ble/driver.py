@@ -17,9 +17,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from ...core.config.secrets import SecretError, resolve_secret
 from ...core.model import Model, ModelError, ResourceKind, ResourceSpec, ValueMode, value_type
 from ...core.runtime import Backoff, Component, State
+from ...security.secrets import SecretError, resolve_secret
 from ..base import DriverPlugin
 from .bthome import KEY_BYTES, BTHomeError, Decryptor, Frame, ObjectType, included_mac
 from .config import BleConfig, BTHomeDevice, GattDevice, is_reference

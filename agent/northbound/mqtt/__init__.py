@@ -7,9 +7,9 @@ Assembly (agent/app.py): register `MqttSection` as the `[mqtt]` table, and when 
 from __future__ import annotations
 
 from ...core.config.errors import ConfigError
-from ...core.config.secrets import TpmResolver
 from ...core.outbox import Outbox
 from ...security.sealer import Sealer
+from ...security.secrets import TpmResolver
 from .config import MqttSection, MqttTls, profile_problems
 from .payload import Received, read_message
 from .publisher import MqttPublisher

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ...core.config.errors import Problem
 from ...core.config.schema_base import Strict
-from ...core.config.secrets import SecretRef
+from ...security.secrets import SecretRef
 from .topics import DEFAULT_STATUS_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, check_template
 
 MQTT_MAX_PAYLOAD = 268_435_455  # the protocol's limit (remaining length of a packet)

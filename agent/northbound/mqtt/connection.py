@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ...core.config.secrets import Secret
+from ...security.secrets import Secret
 from .config import MqttSection
 from .flight import Flight, Result, Tracker, call_threadsafe
 from .payload import Message

@@ -18,10 +18,10 @@ import asyncio
 import contextlib
 import logging
 
-from ...core.config.secrets import SecretError, TpmResolver, resolve_secret
 from ...core.outbox import Outbox, Record
 from ...core.runtime import State
 from ...security.sealer import Sealer
+from ...security.secrets import SecretError, TpmResolver, resolve_secret
 from ..publisher import OutboxPublisher
 from .config import MqttSection
 from .connection import Connection, Credentials, MqttConnectError, MqttDisconnected

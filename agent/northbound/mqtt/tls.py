@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from ...core.config.secrets import Secret
+from ...security.secrets import Secret
 from .config import MqttTls
 
 

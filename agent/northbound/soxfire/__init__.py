@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...core.config.secrets import TpmResolver, resolve_secret
 from ...core.model import Model
 from ...core.outbox import Outbox
 from ...core.runtime import Component
 from ...security.sealer import Sealer
+from ...security.secrets import TpmResolver, resolve_secret
 from .bridge import MirroredDevice, SoxBridge
 from .config import SECTION, SoxfireSection
 from .mapping import model_name

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from ...core.config.schema_base import Name, Strict
-from ...core.config.secrets import SecretRef
+from ...security.secrets import SecretRef
 from .wire import DEVICE_TYPES
 
 SECTION = "soxfire"

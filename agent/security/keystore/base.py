@@ -113,7 +113,7 @@ class Keystore(ABC):
         return request.public_bytes(serialization.Encoding.PEM)
 
     def unseal_text(self, name: str) -> str:
-        """For `tpm:NAME` secret references (agent.core.config.secrets.TpmResolver)."""
+        """For `tpm:NAME` secret references (agent.security.secrets.TpmResolver)."""
         try:
             return self.unseal(name).decode("utf-8")
         except UnicodeDecodeError:

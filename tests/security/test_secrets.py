@@ -18,7 +18,7 @@ from agent.core.config import (
     resolve_secret,
 )
 from agent.core.config.schema_base import Strict
-from agent.core.config.secrets import MAX_SECRET_BYTES
+from agent.security.secrets import MAX_SECRET_BYTES
 
 PASSWORD = "hunter2-S3cr3t!"  # what an operator might type inline by mistake
 REFUSED_REFERENCE = "expected a secret reference ('file:/path', 'env:NAME' or 'tpm:NAME')"
