@@ -33,7 +33,7 @@ class OutboxPublisher(Component):
         *,
         sink: str | None = None,
         batch: int = 200,
-        idle_poll: float = 0.05,
+        idle_poll: float = 0.5,
         sealer: Sealer | None = None,
     ) -> None:
         super().__init__(name)
@@ -64,9 +64,11 @@ class OutboxPublisher(Component):
 
     async def run(self) -> None:
         while not self.stopping:
+            seen = self.outbox.generation
             records = await asyncio.to_thread(self.outbox.peek, self.sink, self.batch)
             if not records:
-                await self.wait_stopping(self.idle_poll)
+                # Woken by the next commit (no polling delay); idle_poll only bounds how long a stop waits.
+                await asyncio.to_thread(self.outbox.wait_for_appends, seen, self.idle_poll)
                 continue
             await self.send(records)
             await asyncio.to_thread(self.outbox.ack, self.sink, records[-1].id)

@@ -58,6 +58,9 @@ class Outbox:
         # Up to two transactions' worth may wait while one commits; beyond that appenders wait (backpressure).
         self._queue = CommitQueue(max_records=2 * max_batch, max_bytes=2 * _TXN_BYTES)
         self._close_lock = threading.Lock()
+        # Publishers wait on this when they have caught up, instead of polling the database.
+        self._appended = threading.Condition()
+        self._generation = 0
         self._writer = threading.Thread(target=self._write_loop, name="outbox-writer", daemon=True)
         self._writer.start()
 
@@ -183,9 +186,24 @@ class Outbox:
     def _write_loop(self) -> None:
         while batch := self._queue.take(self._max_batch, _TXN_BYTES):
             self._store.commit_appends(batch)
+            with self._appended:
+                self._generation += 1
+                self._appended.notify_all()
             # Yield the GIL so that the appenders just woken can queue their next readings before the
             # next take(): without it the writer grabs a half-empty queue and the batch size halves.
             time.sleep(0)
+
+    @property
+    def generation(self) -> int:
+        """Counts the commits of appends: read it before peek(), then wait_for_appends() with it."""
+        return self._generation
+
+    def wait_for_appends(self, seen: int, timeout: float) -> int:
+        """Blocks until records were committed after generation `seen`, or `timeout` seconds passed;
+        returns the generation now. No record can slip between a peek() and this wait."""
+        with self._appended:
+            self._appended.wait_for(lambda: self._generation != seen, timeout)
+            return self._generation
 
     def _submit(self, items: list[Item]) -> list[Record]:
         # A held lock that the writer releases: the cheapest one-shot wake-up between threads.

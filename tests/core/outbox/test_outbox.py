@@ -690,3 +690,16 @@ def test_a_leftover_wal_without_its_database_is_moved_aside(db: Path) -> None:
     assert [p.name for p in db.parent.glob("outbox.db.orphan-*-wal")]
     with Outbox(db) as box:
         assert box.stats().records == 1
+
+
+def test_wait_for_appends_wakes_on_the_next_commit(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", synchronous="NORMAL") as box:
+        seen = box.generation
+        assert box.wait_for_appends(seen, 0.01) == seen  # nothing committed: times out unchanged
+        woke: list[int] = []
+        waiter = threading.Thread(target=lambda: woke.append(box.wait_for_appends(seen, 30)))
+        waiter.start()
+        box.append("s", b"x")
+        waiter.join(30)
+        assert woke and woke[0] > seen
+        assert box.wait_for_appends(seen, 0) == woke[0]  # already past: returns at once
