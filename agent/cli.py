@@ -20,6 +20,8 @@ from .core.model.declaration import read_model_file
 from .demo.watch import add_command as add_watch_command
 from .keys_cli import add_commands as add_key_commands
 from .keys_cli import dispatch as key_dispatch
+from .manifest_cli import add_commands as add_manifest_commands
+from .manifest_cli import dispatch as manifest_dispatch
 from .security.passwords import hash_password
 
 log = logging.getLogger("agent")
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     model_check = model_commands.add_parser("check", help="validate a model file")
     model_check.add_argument("path", type=Path)
     add_key_commands(commands)
+    add_manifest_commands(commands)
     add_watch_command(commands)
     return parser
 
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("keys", "verify"):
         return key_dispatch(args)
+    if args.command == "manifest":
+        return manifest_dispatch(args)
     if args.command == "watch":
         from .demo.watch import main as watch
 
