@@ -4,6 +4,8 @@
 #   ./build.sh test    install what tests need, start their services, run pytest, stop the services
 #   ./build.sh bench   run the benchmarks in tests/bench/ (JSON results in out/bench/)
 #   ./build.sh lint    ruff check + format check
+#   ./build.sh image [BOARD]   the flashable SD image (rpi | qemu) in out/ (root; see docs/image.md)
+#   ./build.sh test-image      build the qemu image and boot it in qemu-system-aarch64 (tests/image/)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -20,6 +22,17 @@ APT_PACKAGES=(
     mosquitto mosquitto-clients  # MQTT publisher tests: a real broker started by the tests
     prosody lua-unbound lua-event openssl  # SOXFire tests: a real Prosody (pubsub, anonymous host) per test
     swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 tpm2-openssl libtss2-dev  # TPM keystore tests
+    prosody-modules  # SOXFire client-certificate login tests: mod_auth_ccert (SASL EXTERNAL) for Prosody
+    openssh-server openssh-client  # provisioning tests: a real sshd on loopback stands in for the device
+)
+
+# Debian packages `image` and `test-image` need (docs/image.md): an arm64 root file system built under
+# qemu-user, assembled into partitions without loop devices, booted in qemu-system-aarch64.
+IMAGE_APT_PACKAGES=(
+    mmdebstrap qemu-user-static binfmt-support arch-test  # Debian arm64 root file system under emulation
+    genimage dosfstools mtools e2fsprogs fdisk  # partitions: mkdosfs + mcopy, mke2fs -d, MBR; sfdisk in tests
+    xz-utils openssl  # the compressed image; the development signing key of the image manifest
+    qemu-system-arm openssh-client  # the boot test: qemu-system-aarch64, SSH with the bootstrap key
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -142,11 +155,30 @@ cmd_lint() {
     "$VENV/bin/ruff" format --check agent tests
 }
 
+# The image steps run as root under `nice` (they share the machine) and each under `timeout` (image/lib.sh).
+cmd_image() {
+    apt_install "${IMAGE_APT_PACKAGES[@]}"
+    setup tpm
+    nice -n 10 image/build.sh "${1:-rpi}"
+}
+
+cmd_test_image() {
+    apt_install "${IMAGE_APT_PACKAGES[@]}"
+    setup test,tpm
+    local started=$SECONDS
+    MSEC_IMAGE_XZ=0 nice -n 10 image/build.sh qemu
+    log "boot test (qemu-system-aarch64)"
+    timeout 1500 nice -n 10 "$VENV/bin/python" -m pytest -p no:cacheprovider tests/image/boot "$@"
+    log "test-image took $((SECONDS - started)) s end to end"
+}
+
 case "${1:-}" in
     run) shift; cmd_run "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
     lint) shift; cmd_lint "$@" ;;
+    image) shift; cmd_image "$@" ;;
+    test-image) shift; cmd_test_image "$@" ;;
     setup) shift; setup "${1:-}" ;;
-    *) echo "usage: $0 run | test [pytest args] | bench [--quick] | lint | setup" >&2; exit 2 ;;
+    *) echo "usage: $0 run | test [pytest args] | bench [--quick] | lint | image [rpi|qemu] | test-image | setup" >&2; exit 2 ;;
 esac

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from flask import Flask
 
 from . import __version__
+from .anonymizer import SECTION as ANONYMIZER
+from .anonymizer import AnonymizerFactory, AnonymizerSection, FrameAnonymizer
+from .anonymizer.metrics import AnonymizerCollector
 from .core.config import AgentConfig, Extensions, resolve_secret
 from .core.config.schema_base import split_listen
 from .core.logs import installed_recent_logs
@@ -21,7 +24,11 @@ from .core.outbox import Outbox
 from .core.recorder import Recorder
 from .core.runtime import Backoff, Component, Runtime
 from .drivers import DRIVERS, DriverPlugin
+from .drivers.camera import CameraDriver
+from .integrity_setup import SECTION as INTEGRITY
+from .integrity_setup import IntegritySection, check_integrity
 from .keys_cli import CONFIG_SECTIONS as KEY_SECTIONS
+from .northbound.image_api import create_image_app
 from .northbound.metrics import PublisherCollector
 from .northbound.mqtt import SECTION as MQTT
 from .northbound.mqtt import MqttSection, create_mqtt_publisher
@@ -47,6 +54,8 @@ def extensions(drivers: Mapping[str, DriverPlugin] = DRIVERS) -> Extensions:
             "security": SecuritySection,
             MQTT: MqttSection,
             SOX: SoxfireSection,
+            ANONYMIZER: AnonymizerSection,
+            INTEGRITY: IntegritySection,
             **KEY_SECTIONS,
         },
         drivers={name: plugin.config for name, plugin in drivers.items()},
@@ -69,6 +78,7 @@ class Agent:
 
 
 def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVERS) -> Agent:
+    check_integrity(config)  # first: nothing starts from files that fail the signed image manifest
     model = Model()
     for declaration in (config.model, *(decl for _, decl in config.model_files)):
         apply_declaration(model, declaration)  # type: ignore[arg-type]  (ModelSection has the same shape)
@@ -92,6 +102,8 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
     for driver in config.drivers:
         if driver.enabled:
             components.append(drivers[driver.type].create(driver, model))
+    streams = build_anonymizer_streams(config, model, outbox, components)
+    components[1:1] = streams  # before the cameras: started first, stopped after them
     components += build_publishers(config, model, outbox, sealing)
 
     runtime = Runtime(
@@ -110,12 +122,19 @@ def build_agent(config: AgentConfig, drivers: Mapping[str, DriverPlugin] = DRIVE
         )
     )
     registry.register(PublisherCollector(runtime.supervisor))
+    registry.register(AnonymizerCollector(lambda: streams))
     web = create_ops_app(runtime.health_report, registry)
-    install_status(web, config, model, runtime, outbox, sealing)
+    install_status(web, config, model, runtime, outbox, sealing, streams)
     app: WsgiApp = web
+    routes: dict[str, WsgiApp] = {}
     rest = build_rest(config, model, runtime)
     if rest is not None:
-        app = route_by_prefix(web, {"/sensinact": rest, "/ws/sensinact": rest})
+        routes.update({"/sensinact": rest, "/ws/sensinact": rest})
+    image_api = build_image_api(config)
+    if image_api is not None:
+        routes["/image"] = image_api
+    if routes:
+        app = route_by_prefix(web, routes)
     if config.http.enabled:
         host, port = split_listen(config.http.listen)
         runtime.supervisor.add(WsgiServer(app, host, port, threads=config.http.threads))
@@ -135,6 +154,8 @@ def build_publishers(
     publishers: list[Component] = []
     sox = config.section(SOX)
     if isinstance(sox, SoxfireSection):
+        if sox.enabled and sox.key_file is not None and sox.key == "tpm":
+            sealing.enable_tpm_tls()  # process-wide and idempotent (MQTT may ask for it too)
         publishers += create_sox_components(sox, model, outbox, sealing.sealer, tpm=sealing.tpm_resolver)
     mqtt = config.section(MQTT)
     if isinstance(mqtt, MqttSection):
@@ -154,7 +175,13 @@ def build_publishers(
 
 
 def install_status(
-    web: Flask, config: AgentConfig, model: Model, runtime: Runtime, outbox: Outbox, sealing: SealingSetup
+    web: Flask,
+    config: AgentConfig,
+    model: Model,
+    runtime: Runtime,
+    outbox: Outbox,
+    sealing: SealingSetup,
+    streams: list[FrameAnonymizer],
 ) -> None:
     status = config.section("status")
     if not isinstance(status, StatusSection) or not status.enabled:
@@ -169,6 +196,7 @@ def install_status(
         outbox=outbox,
         recent_logs=installed_recent_logs(),
         keystore=sealing.info,
+        anonymizers=streams,  # read-only: counters for the privacy panel; frames come from the model
     )
     security = config.section("security")
     users = security.users if isinstance(security, SecuritySection) else []
@@ -188,13 +216,58 @@ def build_rest(config: AgentConfig, model: Model, runtime: Runtime) -> Flask | N
     if not isinstance(security, SecuritySection):
         log.warning("the REST facade is off: it needs a [security] table (who may do what)")
         return None
-    client_secret = None
-    if security.oidc is not None and security.oidc.client_secret:
-        client_secret = resolve_secret(security.oidc.client_secret).reveal()
-    app = create_sensinact_app(model, SecurityPolicy(security, client_secret=client_secret), rest)
+    app = create_sensinact_app(model, security_policy(security), rest)
 
     async def close_rest() -> None:
         await asyncio.to_thread(close_sensinact_app, app)
 
     runtime.on_stopped(close_rest)
     return app
+
+
+def security_policy(security: SecuritySection) -> SecurityPolicy:
+    client_secret = None
+    if security.oidc is not None and security.oidc.client_secret:
+        client_secret = resolve_secret(security.oidc.client_secret).reveal()
+    return SecurityPolicy(security, client_secret=client_secret)
+
+
+def build_anonymizer_streams(
+    config: AgentConfig, model: Model, outbox: Outbox, components: list[Component]
+) -> list[FrameAnonymizer]:
+    """One anonymizer stream per camera, fed by the camera's delivery thread. Without an [anonymizer]
+    table a camera has no consumer and drops every frame (fail-closed)."""
+    section = config.section(ANONYMIZER)
+    if not isinstance(section, AnonymizerSection) or not section.enabled:
+        return []
+    streams = []
+    for camera in (c for c in components if isinstance(c, CameraDriver)):
+        stream = FrameAnonymizer(
+            section,
+            AnonymizerFactory(section),
+            camera_id=camera.config.id,
+            provider=camera.config.provider,
+            service=camera.config.service,
+            model=model,
+            outbox=outbox,
+        )
+        camera.set_consumer(
+            lambda frame, stream=stream: stream.submit(frame.image, seq=frame.seq, timestamp=frame.timestamp)
+        )
+        streams.append(stream)
+    return streams
+
+
+def build_image_api(config: AgentConfig) -> Flask | None:
+    """`POST /image`, when the anonymizer and its API are on; it needs a [security] table (Basic users)."""
+    section = config.section(ANONYMIZER)
+    if not isinstance(section, AnonymizerSection) or not section.enabled or not section.api.enabled:
+        return None
+    security = config.section("security")
+    if not isinstance(security, SecuritySection):
+        log.warning("POST /image is off: it needs a [security] table (who may use it)")
+        return None
+    factory = AnonymizerFactory(section)
+    return create_image_app(
+        security_policy(security), factory.create, section.api, jpeg_quality=section.jpeg_quality
+    )

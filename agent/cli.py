@@ -1,6 +1,8 @@
 """`msec-agent`: run the agent, check a configuration or a model file.
 
-Exit codes: 0 success, 1 a file with problems (each printed as `path: expected ... (found ...)`), 2 usage.
+Exit codes: 0 success, 1 a file with problems (each printed as `path: expected ... (found ...)`), 2 usage,
+78 (EX_CONFIG) `run` refused: the image's files fail their signed manifest ([integrity]);
+3 `eval --require-goal`: the privacy goal is not met on the evaluation set.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .anonymizer.eval_cli import add_command as add_eval_command
 from .core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from .core.logs import setup_logging
 from .core.model.declaration import read_model_file
@@ -60,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     add_key_commands(commands)
     add_manifest_commands(commands)
     add_watch_command(commands)
+    add_eval_command(commands)
     return parser
 
 
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from .demo.watch import main as watch
 
         return watch(args)
+    if args.command == "eval":
+        from .anonymizer.eval_cli import main as evaluate
+
+        return evaluate(args)
     if args.command == "config":
         return _config_check(args.path)
     if args.command == "model":
@@ -116,6 +124,7 @@ def _model_check(path: Path) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .app import build_agent, extensions
+    from .integrity_setup import EX_CONFIG, IntegrityError
 
     path = demo_config_path() if args.demo else (args.config or DEFAULT_CONFIG_PATH)
     overrides = {}
@@ -144,6 +153,9 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(config.agent.log_level, config.agent.log_format)
     try:
         agent = build_agent(config)
+    except IntegrityError as error:  # tampered or corrupt image files: systemd must not retry (exit 78)
+        log.error("refusing to start: %s", error)
+        return EX_CONFIG
     except Exception as error:  # e.g. the state directory is not writable: say so, without a traceback
         log.error("cannot start: %s: %s", type(error).__name__, error)
         return 1

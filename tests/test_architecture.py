@@ -51,9 +51,30 @@ def modules(folder: str) -> list[Path]:
 
 FORBIDDEN = {
     # The core knows nothing above it: no driver, no northbound, no web framework.
-    "core": ("agent.drivers", "agent.web", "agent.app", "agent.cli", "flask", "werkzeug", "cheroot"),
+    "core": (
+        "agent.drivers",
+        "agent.anonymizer",
+        "agent.web",
+        "agent.app",
+        "agent.cli",
+        "flask",
+        "werkzeug",
+        "cheroot",
+    ),
     # Drivers feed the model; they never talk to a northbound.
-    "drivers": ("agent.web", "agent.app", "agent.cli", "flask", "cheroot"),
+    # Drivers never call the anonymizer: the app hands a camera's frames to it (set_consumer).
+    "drivers": ("agent.anonymizer", "agent.web", "agent.app", "agent.cli", "flask", "cheroot"),
+    # The anonymizer sits beside the drivers: it uses the core and security, serves no one directly.
+    "anonymizer": (
+        "agent.drivers",
+        "agent.northbound",
+        "agent.web",
+        "agent.app",
+        "agent.cli",
+        "flask",
+        "werkzeug",
+        "cheroot",
+    ),
     # Northbounds read the model; they never reach into a driver.
     "web": ("agent.drivers", "agent.app", "agent.cli"),
     "northbound": ("agent.drivers", "agent.app", "agent.cli"),

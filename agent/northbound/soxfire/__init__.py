@@ -11,6 +11,7 @@ from ...core.runtime import Component
 from ...security.sealer import Sealer
 from ...security.secrets import TpmResolver, resolve_secret
 from .bridge import MirroredDevice, SoxBridge
+from .client_cert import ClientCertificate
 from .config import SECTION, SoxfireSection
 from .mapping import model_name
 from .nodes import NodePolicy
@@ -27,7 +28,7 @@ def endpoint_factory(section: SoxfireSection, tpm: TpmResolver | None = None) ->
     def endpoint() -> Endpoint:
         return Endpoint(
             jid=section.bare_jid,
-            password=resolve_secret(section.password, tpm=tpm).reveal(),
+            password=resolve_secret(section.password, tpm=tpm).reveal() if section.password else None,
             host=section.server_host,
             port=section.port,
             tls=section.tls,
@@ -35,9 +36,23 @@ def endpoint_factory(section: SoxfireSection, tpm: TpmResolver | None = None) ->
             pinned_cert=section.pinned_cert,
             connect_timeout=section.connect_timeout,
             iq_timeout=section.iq_timeout,
+            client_cert=client_certificate(section, tpm),
+            login=section.login,
         )
 
     return endpoint
+
+
+def client_certificate(section: SoxfireSection, tpm: TpmResolver | None = None) -> ClientCertificate | None:
+    if section.cert_file is None or section.key_file is None:
+        return None
+    password = section.key_password
+    return ClientCertificate(
+        section.cert_file,
+        section.key_file,
+        section.key,
+        resolve_secret(password, tpm=tpm).reveal() if password else None,
+    )
 
 
 def create_sox_components(

@@ -15,7 +15,8 @@ SECTION = "soxfire"
 # A bare or full JID, loosely checked (localpart@domain[/resource]): the server has the last word.
 Jid = Annotated[str, Field(pattern=r"^[^@/\s]+@[^@/\s]+(/\S+)?$", max_length=1023)]
 Domain = Annotated[str, Field(pattern=r"^[^@/\s]+$", max_length=1023)]
-AbsolutePath = Annotated[str, Field(pattern=r"^/.+")]
+# No control characters (a NUL cannot be opened at all, a newline would forge log lines); PATH_MAX.
+AbsolutePath = Annotated[str, Field(pattern=r"^/[^\x00-\x1f\x7f]+$", max_length=4096)]
 DeviceType = Literal[DEVICE_TYPES]  # type: ignore[valid-type]  (a tuple of literals is what we mean)
 
 
@@ -43,7 +44,10 @@ class Actuation(Strict):
 class SoxfireSection(Strict):
     enabled: bool = True
     jid: Jid
-    password: SecretRef
+    # password: SASL SCRAM/PLAIN with `password`. certificate: SASL EXTERNAL (XEP-0178), the server takes
+    # the account from the TLS client certificate (cert_file), and no password exists at all.
+    login: Literal["password", "certificate"] = "password"
+    password: SecretRef | None = None
     host: str | None = Field(default=None, max_length=253)  # default: the JID's domain
     port: int = Field(default=5222, ge=1, le=65535)
     pubsub: Domain | None = None  # default: "pubsub." + the JID's domain
@@ -52,6 +56,14 @@ class SoxfireSection(Strict):
     tls: Literal["starttls", "direct", "plaintext"] = "starttls"
     ca_file: AbsolutePath | None = None  # trust anchors for the server certificate (default: system CAs)
     pinned_cert: AbsolutePath | None = None  # accept exactly this certificate (PEM), whatever its issuer
+    # Our TLS client certificate (PEM; intermediates after it) and its key: with login = "certificate" it
+    # is the login; with a password it is only shown in the handshake (servers requiring mutual TLS).
+    cert_file: AbsolutePath | None = None
+    key_file: AbsolutePath | None = None
+    # "tpm": key_file is the TPM-wrapped blob (TSS2 PRIVATE KEY, `msec-agent keys tls-key`) and the
+    # handshake is signed in the TPM (tpm2-openssl provider, enabled by the agent at start; docs/keystore.md).
+    key: Literal["file", "tpm"] = "file"
+    key_password: SecretRef | None = None  # an encrypted PEM key file's passphrase
     device_prefix: str = Field(default="", max_length=128)  # node of provider p: <prefix><p>_meta/_data
     device_type: DeviceType = "vehicle"
     data_access: Literal["open", "whitelist"] = "open"
@@ -76,7 +88,25 @@ class SoxfireSection(Strict):
             raise ValueError("ca_file/pinned_cert make no sense with tls = 'plaintext'")
         if self.max_item_bytes > self.max_payload_size:
             raise ValueError("max_item_bytes must not exceed max_payload_size")
+        self._check_login()
         return self
+
+    def _check_login(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (a client certificate needs its key)")
+        if self.key == "tpm" and self.key_file is None:
+            raise ValueError('key = "tpm" needs cert_file and key_file (the TSS2 PRIVATE KEY blob)')
+        if self.key_password is not None and (self.key_file is None or self.key == "tpm"):
+            raise ValueError('key_password goes with a key_file of key = "file" only')
+        if self.tls == "plaintext" and self.cert_file is not None:
+            raise ValueError("a client certificate needs TLS (tls = 'plaintext' has none)")
+        if self.login == "password" and self.password is None:
+            raise ValueError("password is required with login = 'password' (or use login = 'certificate')")
+        if self.login == "certificate":
+            if self.cert_file is None:
+                raise ValueError("login = 'certificate' needs cert_file and key_file")
+            if self.password is not None:
+                raise ValueError("login = 'certificate' uses no password: remove it")
 
     @property
     def domain(self) -> str:

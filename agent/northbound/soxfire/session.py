@@ -11,13 +11,16 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.util.sasl import MECHANISMS
+
+from .client_cert import ClientCertificate, ClientCertificateError, load_client_certificate
 
 log = logging.getLogger("agent.northbound.soxfire.session")
 
@@ -44,6 +47,10 @@ class ConnectionLost(SoxError):
     pass
 
 
+class ClientCertificateUnusable(SoxError):
+    pass
+
+
 class PubsubError(SoxError):
     def __init__(self, action: str, node: str | None, condition: str, text: str = "") -> None:
         where = f" {node!r}" if node else ""
@@ -53,10 +60,11 @@ class PubsubError(SoxError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to connect. `password` None with a domain-only JID: SASL ANONYMOUS."""
+    """Where and how to connect. `password` None with a domain-only JID: SASL ANONYMOUS. `login`
+    "certificate": SASL EXTERNAL with `client_cert` (XEP-0178), nothing else is tried."""
 
     jid: str
-    password: str | None
+    password: str | None = field(repr=False)
     host: str
     port: int
     tls: TlsMode = "starttls"
@@ -64,6 +72,8 @@ class Endpoint:
     pinned_cert: str | None = None
     connect_timeout: float = 20.0
     iq_timeout: float = 30.0
+    client_cert: ClientCertificate | None = None
+    login: str = "password"  # "password" | "certificate"
 
 
 ItemHandler = Callable[[str, str, ET.Element | None, str | None], None]  # service, node, payload, publisher
@@ -89,9 +99,12 @@ class SoxSession:
         self._outcome: asyncio.Future[None] | None = None
         self._item_handlers: list[ItemHandler] = []
         self._last_message: Any = None
+        self._sasl_failure: str | None = None
         self._configure_tls()
+        self._configure_sasl()
         for event, handler in (
             ("session_start", self._on_session_start),
+            ("failed_auth", self._on_sasl_failure),
             ("failed_all_auth", self._on_auth_failed),
             ("ssl_invalid_chain", self._on_tls_invalid),
             ("ssl_cert", self._on_certificate),
@@ -118,6 +131,24 @@ class SoxSession:
             self._pinned_der = ssl.PEM_cert_to_DER_cert(Path(e.pinned_cert).read_text())
         elif e.ca_file:
             xmpp.ca_certs = Path(e.ca_file)
+        if e.client_cert is not None and e.tls != "plaintext":
+            # Loaded here, into the context slixmpp will handshake with, rather than through its certfile/
+            # keyfile, which swallow a load error and connect without a certificate.
+            try:
+                load_client_certificate(xmpp.ssl_context, e.client_cert)
+            except ClientCertificateError as error:
+                raise ClientCertificateUnusable(str(error)) from None
+
+    def _configure_sasl(self) -> None:
+        mechanisms = self.xmpp.plugin["feature_mechanisms"]
+        if self.endpoint.login == "certificate":
+            # EXTERNAL only, with an empty authorization identity (XEP-0178 §3: the server takes the
+            # account from the certificate); which account it chose is checked at session start.
+            mechanisms.use_mechs = {"EXTERNAL"}
+        elif self.endpoint.password is not None:
+            # A password login never turns into a certificate login under whatever account the
+            # certificate names, even when the server offers EXTERNAL to a client showing one.
+            mechanisms.use_mechs = set(MECHANISMS) - {"EXTERNAL", "ANONYMOUS"}
 
     async def open(self) -> None:
         """Connects and logs in; raises ServerUnreachable, TlsRefused or LoginRefused."""
@@ -156,14 +187,40 @@ class SoxSession:
             self.xmpp.abort()
 
     def _on_session_start(self, _event: Any) -> None:
+        wanted, bound = self.xmpp.requested_jid.bare, self.xmpp.boundjid.bare
+        if self.endpoint.login == "certificate" and bound != wanted:
+            # The certificate names another account (or several): publishing as it would be wrong.
+            self._settle(LoginRefused(f"the server logged the certificate in as {bound}, not {wanted}"))
+            self._abort()
+            return
         self._settle(None)
 
+    def _on_sasl_failure(self, failure: Any) -> None:
+        self._sasl_failure = str(failure["condition"] or "no reason given")[:80]
+
     def _on_auth_failed(self, _event: Any = None) -> None:
-        self._settle(LoginRefused(f"login as {self.xmpp.boundjid.bare or 'anonymous'} refused by the server"))
+        who = self.xmpp.boundjid.bare or "anonymous"
+        if self.endpoint.login != "certificate":
+            reason = f": {self._sasl_failure}" if self._sasl_failure else ""
+            self._settle(LoginRefused(f"login as {who} refused by the server{reason}"))
+        elif self._sasl_failure is None:
+            self._settle(LoginRefused("the server does not offer certificate login (SASL EXTERNAL)"))
+        else:
+            hint = (
+                "is the certificate issued by a CA the server trusts, for this JID?"
+                if self.endpoint.client_cert
+                else "no client certificate was shown"
+            )
+            self._settle(
+                LoginRefused(
+                    f"certificate login (SASL EXTERNAL) as {who} refused by the server: "
+                    f"{self._sasl_failure} ({hint})"
+                )
+            )
         self._abort()
 
     def _on_tls_invalid(self, error: Any) -> None:
-        self._settle(TlsRefused(f"server certificate not trusted: {_reason(error)}"))
+        self._settle(_tls_refusal(error))
         self._abort()
 
     def _on_certificate(self, pem: str) -> None:
@@ -185,7 +242,7 @@ class SoxSession:
     @staticmethod
     def _refusal(error: Any, what: str) -> SoxError:
         if isinstance(error, ssl.SSLError):
-            return TlsRefused(f"server certificate not trusted: {_reason(error)}")
+            return _tls_refusal(error)
         return ServerUnreachable(f"{what}: {_reason(error)}")
 
     async def close(self) -> None:
@@ -294,6 +351,14 @@ class SoxSession:
                     handler(service, node, item["payload"], str(publisher) if publisher else None)
                 except Exception:  # one bad handler or item must not end the session
                     log.exception("handling an item of %s failed", node)
+
+
+def _tls_refusal(error: Any) -> TlsRefused:
+    reason = _reason(error)
+    if "ALERT" in reason:  # the server's side of the handshake said no, not our verification of it
+        wants = ": it requires a client certificate" if "CERTIFICATE_REQUIRED" in reason else ""
+        return TlsRefused(f"the server refused the TLS session ({reason}){wants}")
+    return TlsRefused(f"server certificate not trusted: {reason}")
 
 
 def _reason(error: Any) -> str:

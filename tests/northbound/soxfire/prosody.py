@@ -3,6 +3,10 @@
 Layout (shared/reference/sox.md §2): VirtualHost <domain> with password accounts (internal_hashed, created
 offline with prosodyctl), VirtualHost anon.<domain> with SASL ANONYMOUS, Component pubsub.<domain>.
 STARTTLS is mandatory; the server certificate is issued by a CA generated for the session.
+
+With `client_ca`, <domain> logs clients in by their TLS client certificate instead (SASL EXTERNAL, XEP-0178):
+mod_auth_ccert from Debian's prosody-modules, the certificate verified against `client_ca` and its
+id-on-xmppAddr name giving the account; no passwords there.
 """
 
 from __future__ import annotations
@@ -18,10 +22,16 @@ from pathlib import Path
 
 PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
 PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
+# Debian's prosody-modules installs its community modules next to Prosody's own.
+AUTH_CCERT = Path("/usr/lib/prosody/modules/mod_auth_ccert/mod_auth_ccert.lua")
 
 
 def available() -> bool:
     return Path(PROSODY).exists() and Path(PROSODYCTL).exists() and shutil.which("openssl") is not None
+
+
+def cert_auth_available() -> bool:
+    return available() and AUTH_CCERT.exists()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -113,7 +123,13 @@ class Prosody:
     pubsub_storage: str = "internal"  # "memory": faster, forgotten on restart
     expose_publisher: bool = True  # item publisher attribute, what actuation authorizes on
     s2s: bool = False
+    registration: bool = False  # in-band registration (XEP-0077), what provisioning uses
+    admin_commands: bool = False  # XEP-0133 admin commands over ad-hoc (delete a user, set a password)
     hosts_file: Path | None = None
+    client_ca: Path | None = None  # set: <domain> logs in by client certificate (SASL EXTERNAL) only
+    # <domain> ends the TLS handshake of a client that shows no certificate. Only its presence: Prosody 0.12
+    # always adds lsec_continue, so an untrusted one passes TLS (and is refused by mod_auth_ccert).
+    require_client_cert: bool = False
     port: int = 0
     s2s_port: int = 5269
     process: subprocess.Popen[bytes] | None = None
@@ -137,6 +153,10 @@ class Prosody:
         modules = '"roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"'
         if self.s2s:
             modules += '; "dialback"'
+        if self.registration:
+            modules += '; "register"'
+        if self.admin_commands:
+            modules += '; "adhoc"; "admin_adhoc"'
         self.config_path.write_text(f"""
 run_as_root = true
 pidfile = "{self.directory}/prosody.pid"
@@ -156,11 +176,14 @@ c2s_stanza_size_limit = 1024 * 1024
 default_storage = "internal"
 storage = {{ pubsub_nodes = "{self.pubsub_storage}"; pubsub_data = "{self.pubsub_storage}" }}
 authentication = "internal_hashed"
+allow_registration = {str(self.registration).lower()}
+min_seconds_between_registrations = 0
 ssl = {{ key = "{self.key}"; certificate = "{self.cert}" }}
 {f'unbound = {{ hoststxt = "{self.hosts_file}" }}' if self.hosts_file else ""}
 log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{self.directory}/prosody.log" }} }}
 
 VirtualHost "{self.domain}"
+{self._cert_auth_options()}
 VirtualHost "{self.anon_domain}"
   authentication = "anonymous"
   allow_anonymous_s2s = true
@@ -169,7 +192,22 @@ Component "{self.pubsub}" "pubsub"
   expose_publisher = {str(self.expose_publisher).lower()}
 """)
 
+    def _cert_auth_options(self) -> str:
+        if self.client_ca is None and not self.require_client_cert:
+            return ""
+        # Ask every client for a certificate (without require_client_cert, a client without one still gets
+        # a TLS session, and then no login); lsec_continue in Prosody's defaults lets an untrusted one
+        # through the handshake too, so that mod_auth_ccert can refuse it in SASL, where the client is told.
+        verify = '"peer"; "client_once"' + ('; "fail_if_no_peer_cert"' if self.require_client_cert else "")
+        cafile = f'; cafile = "{self.client_ca}"' if self.client_ca else ""
+        options = f"  c2s_ssl = {{ verify = {{ {verify} }}{cafile} }}"
+        if self.client_ca is not None:
+            options += '\n  authentication = "ccert"\n  certificate_match = "xmppaddr"'
+        return options
+
     def register_users(self) -> None:
+        if self.client_ca is not None:
+            return  # accounts are whatever the CA certifies: nothing to register
         for user, password in self.users.items():
             subprocess.run(
                 [PROSODYCTL, "--config", str(self.config_path), "register", user, self.domain, password],

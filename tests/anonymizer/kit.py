@@ -1,0 +1,92 @@
+"""Test helpers: a models folder with a manifest signed by a throw-away key, and the packaged test image.
+
+The detector is the repo's `models/detector` file (int8, else the fp16 original), copied and signed anew:
+the tests never need the release key.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.anonymizer import AnonymizerSection
+from agent.security.manifest import build_manifest, dumps, sign_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+PERSON_JPG = DATA / "person.jpg"
+PERSON_BOX = (187, 100, 271, 371)  # x0, y0, x1, y1 of the person in person.jpg (the fp16 SSD's box)
+DETECTOR = "detector/ssd.tflite"
+LABELS = "detector/labels.txt"
+FACE_MODEL = "face/face_detection_full_range.tflite"  # the default `face_model`, so plain configs find it
+FACE_SOURCE = REPO / "models" / FACE_MODEL
+_SOURCES = [
+    (REPO / "models/detector/ssd_mobilenetv2_oidv4_int8.tflite", REPO / "models/detector/oidv4_labelmap.txt"),
+    (REPO / "models/detector/ssd_mobilenetv2_oidv4_fp16.tflite", REPO / "models/detector/oidv4_labelmap.txt"),
+]
+
+
+def detector_files() -> tuple[Path, Path]:
+    for model, labels in _SOURCES:
+        if model.is_file() and labels.is_file():
+            return model, labels
+    pytest.fail("no detector model: models/detector/ssd_mobilenetv2_oidv4_{int8,fp16}.tflite are missing")
+
+
+def make_models_dir(root: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+    """`root/models` with the detector, labels, face detector, `extra` files, `keys/test.pem` and a signed
+    manifest."""
+    models = root / "models"
+    (models / "detector").mkdir(parents=True, exist_ok=True)
+    (models / "face").mkdir(exist_ok=True)
+    model, labels = detector_files()
+    if not FACE_SOURCE.is_file():
+        pytest.fail(f"no face detector model: {FACE_SOURCE} is missing (models/build.sh face)")
+    shutil.copyfile(model, models / DETECTOR)
+    shutil.copyfile(labels, models / LABELS)
+    shutil.copyfile(FACE_SOURCE, models / FACE_MODEL)
+    for relpath, data in (extra or {}).items():
+        (models / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (models / relpath).write_bytes(data)
+    key = Ed25519PrivateKey.generate()
+    (models / "keys").mkdir(exist_ok=True)
+    (models / "keys/test.pem").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    document = build_manifest(
+        models, [DETECTOR, LABELS, FACE_MODEL, *(extra or {})], name="models", version="test"
+    )
+    (models / "manifest.json").write_text(dumps(sign_manifest(document, key)))
+    return models
+
+
+def section(models: Path, **overrides: Any) -> AnonymizerSection:
+    values: dict[str, Any] = {
+        "models_dir": str(models),
+        "detector": DETECTOR,
+        "labels": LABELS,
+        "inpaint": "telea",
+        "threads": 1,
+    }
+    return AnonymizerSection(**{**values, **overrides})
+
+
+def person_image() -> np.ndarray:
+    image = cv2.imread(str(PERSON_JPG), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def region_identical(original: np.ndarray, output: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Fraction of the box's pixels that came out exactly as they went in (1.0: not anonymized at all)."""
+    x0, y0, x1, y1 = box
+    return float(np.all(original[y0:y1, x0:x1] == output[y0:y1, x0:x1], axis=2).mean())
