@@ -37,6 +37,10 @@ class FrameRecord:
     masked_ratio: float
     detections: int
     jpeg: bytes
+    # Where the frame sits in the model (the camera's provider and service), so that a publisher files it
+    # under the same device as the camera's other resources. Empty in records written before they existed.
+    provider: str = ""
+    service: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +53,7 @@ class FrameRecord:
             "masked_ratio": round(self.masked_ratio, 4),
             "detections": self.detections,
             "jpeg": base64.b64encode(self.jpeg).decode("ascii"),
+            **({"provider": self.provider, "service": self.service} if self.provider else {}),
         }
 
     def encode(self) -> bytes:
@@ -78,6 +83,8 @@ def parse_record(value: bytes | str | dict[str, Any]) -> FrameRecord:
             masked_ratio=float(_typed(value, "masked_ratio", int | float)),
             detections=_typed(value, "detections", int),
             jpeg=jpeg,
+            provider=_optional_text(value, "provider"),
+            service=_optional_text(value, "service"),
         )
     except (KeyError, TypeError, binascii.Error):
         raise ValueError(f"malformed {FORMAT} record") from None
@@ -94,5 +101,12 @@ def parse_record(value: bytes | str | dict[str, Any]) -> FrameRecord:
 def _typed(value: dict[str, Any], key: str, kind: Any) -> Any:
     item = value[key]
     if isinstance(item, bool) or not isinstance(item, kind):
+        raise TypeError(key)
+    return item
+
+
+def _optional_text(value: dict[str, Any], key: str) -> str:
+    item = value.get(key, "")
+    if not isinstance(item, str) or len(item) > 256:
         raise TypeError(key)
     return item

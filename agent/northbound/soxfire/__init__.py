@@ -91,6 +91,7 @@ def create_sox_components(
         sealer=sealer,
         actuation_allow=section.actuation.allow if section.actuation.enabled else (),
         exclude={m.provider for m in mirrored},
+        frames=section.frames,
     )
     components: list[Component] = [publisher]
     if mirrored:

@@ -41,6 +41,17 @@ class Actuation(Strict):
         return self
 
 
+class Frames(Strict):
+    """Anonymized camera frames (the anonymizer's `camera/<id>/frame` records) on SOX.
+
+    auto: uploaded by XEP-0363 when the server offers it (URL and digest in the item), else inline while
+    the item stays under max_item_bytes, else skipped and counted. inline: never uploaded. off: frames are
+    not published to SOX at all (MQTT or the status page may still carry them)."""
+
+    mode: Literal["auto", "inline", "off"] = "auto"
+    upload_timeout: float = Field(default=30.0, gt=0, le=600)
+
+
 class SoxfireSection(Strict):
     enabled: bool = True
     jid: Jid
@@ -79,6 +90,7 @@ class SoxfireSection(Strict):
     connect_timeout: float = Field(default=20.0, gt=0, le=600)
     actuation: Actuation = Actuation()
     bridge: list[BridgeDevice] = []
+    frames: Frames = Frames()
 
     @model_validator(mode="after")
     def _consistent(self) -> SoxfireSection:

@@ -25,10 +25,11 @@ from ...core.outbox import Outbox, Record
 from ...core.runtime import State
 from ...security.sealer import Sealer
 from ..publisher import OutboxPublisher
-from . import mapping
+from . import frames, mapping, upload
 from .actuation import Actuator
+from .config import Frames
 from .nodes import NodePolicy, ensure_device
-from .session import Endpoint, PubsubError, SoxSession
+from .session import Endpoint, PubsubError, SoxSession, tls_context
 from .wire import DATA_OVERHEAD, TransducerValue, build_data, build_meta, data_node, meta_node, value_size
 
 log = logging.getLogger("agent.northbound.soxfire.publisher")
@@ -103,6 +104,7 @@ class SoxPublisher(OutboxPublisher):
         sealer: Sealer | None = None,
         actuation_allow: Collection[str] = (),
         exclude: Collection[str] = (),
+        frames: Frames | None = None,
         name: str = "soxfire",
     ) -> None:
         super().__init__(name, outbox, sink=name, batch=batch, sealer=sealer)
@@ -118,6 +120,12 @@ class SoxPublisher(OutboxPublisher):
         self.items_published = 0
         self.metas_published = 0
         self.skipped = 0  # records that could not be published at all (unreadable, or alone over the limit)
+        self.frames = frames or Frames()
+        self.frames_uploaded = 0
+        self.frames_inline = 0
+        self.frames_excluded = 0  # frames.mode = "off"
+        self._upload_service: upload.UploadService | None = None
+        self._upload_checked = False  # discovery runs once per session
         self.actuator = Actuator(model, actuation_allow, self.provider_of) if actuation_allow else None
         # Lossy: missing a shape event costs nothing, every connect republishes every meta anyway.
         self.shape = model.subscribe("soxfire-meta", maxsize=1000, filter=_shape_change)
@@ -139,6 +147,7 @@ class SoxPublisher(OutboxPublisher):
     async def connect(self) -> None:
         self.session = SoxSession(self.endpoint(), resource="publisher")
         self._ready = {}
+        self._upload_service, self._upload_checked = None, False
         await self.session.open()
         self.shape.get_batch(1_000_000, 0)  # all metas are (re)published now: queued changes are covered
         for provider in self.model.provider_names():
@@ -222,6 +231,11 @@ class SoxPublisher(OutboxPublisher):
     async def send(self, records: list[Record]) -> None:
         per_provider: dict[str, list[Pending]] = {}
         for record in records:
+            if frames.is_frame_stream(record.stream):
+                frame = await self._frame_value(record)
+                if frame is not None and frame[0] not in self.exclude:
+                    per_provider.setdefault(frame[0], []).append(frame[1])
+                continue
             try:
                 reading = mapping.decode_reading(record)
             except ValueError:
@@ -235,6 +249,70 @@ class SoxPublisher(OutboxPublisher):
             value = mapping.reading_value(record, reading, sealed, encrypted=encrypted)
             per_provider.setdefault(provider, []).append((record.uid, value))
         await asyncio.gather(*(self._send_provider(p, values) for p, values in per_provider.items()))
+
+    # --- anonymized frames (frames.py) ---------------------------------------------------------------
+
+    async def _frame_value(self, record: Record) -> tuple[str, Pending] | None:
+        """The frame record as a value of its camera's provider: uploaded, inline, or None (skipped)."""
+        if self.frames.mode == "off":
+            self.frames_excluded += 1
+            return None
+        encrypted = self.sealer.encrypted or _encrypts(self.sealer, record.stream)
+        service = await self._frame_upload_service() if self.frames.mode == "auto" else None
+        try:
+            prepared, frame = frames.prepare(record, encrypt=encrypted and service is not None)
+        except ValueError:
+            self._skip(record, "its payload is not a frame record")
+            return None
+        if service is not None and (service.max_size is None or len(prepared.body) <= service.max_size):
+            reference = await self._upload(record, prepared, service, encrypted)
+            if reference is None:
+                return None
+            self.frames_uploaded += 1
+        else:
+            reference = prepared.inline(frame.jpeg)
+            self.frames_inline += 1
+        reading = {
+            "service": prepared.service,
+            "resource": frames.FRAME_RESOURCE,
+            "value": frames.public_view(reference),
+            "timestamp": frame.ts,
+        }
+        sealed = self.sealer.seal(frames.encode(reference), stream=record.stream)
+        value = mapping.reading_value(record, reading, sealed, encrypted=encrypted)
+        if value_size(value) + DATA_OVERHEAD > self.max_item_bytes:
+            self._skip(record, f"the frame is larger than max_item_bytes ({self.max_item_bytes}) inline")
+            return None
+        return prepared.provider, (record.uid, value)
+
+    async def _frame_upload_service(self) -> upload.UploadService | None:
+        if not self._upload_checked and self.session is not None:
+            domain = self.session.endpoint.jid.split("@", 1)[-1].split("/", 1)[0]
+            self._upload_service = await upload.find_service(self.session, domain)
+            self._upload_checked = True
+            if self._upload_service is not None:
+                log.info("frames are uploaded to %s (XEP-0363)", self._upload_service.jid)
+        return self._upload_service
+
+    async def _upload(
+        self, record: Record, prepared: frames.PreparedFrame, service: upload.UploadService, encrypted: bool
+    ) -> dict[str, Any] | None:
+        assert self.session is not None
+        # An encrypted upload is ciphertext: no image type, no name that says what it shows.
+        content_type = "application/octet-stream" if encrypted else frames.CONTENT_TYPE
+        name = f"{record.uid}.bin" if encrypted else f"{prepared.reference['camera']}-{record.uid}.jpg"
+        try:
+            slot = await upload.request_slot(
+                self.session, service.jid, name, len(prepared.body), content_type
+            )
+            context = tls_context(self.session.endpoint)
+            await upload.put(slot, prepared.body, content_type, context, self.frames.upload_timeout)
+        except upload.UploadError as error:
+            if not error.permanent:
+                raise  # the server or the network may recover: the supervisor retries the batch
+            self._skip(record, f"the upload was refused: {error}")
+            return None
+        return prepared.with_url(slot.get_url)
 
     async def _send_provider(self, provider: str, values: list[Pending]) -> None:
         await self._device_ready(provider)

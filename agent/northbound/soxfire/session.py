@@ -88,6 +88,13 @@ def _pinned_context(path: str) -> ssl.SSLContext:
     return context
 
 
+def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """Trust for other HTTPS connections to the same server (XEP-0363 uploads): the session's anchors."""
+    if endpoint.pinned_cert:
+        return _pinned_context(endpoint.pinned_cert)
+    return ssl.create_default_context(cafile=endpoint.ca_file)  # None: the system's CAs
+
+
 class SoxSession:
     def __init__(self, endpoint: Endpoint, *, resource: str | None = None) -> None:
         self.endpoint = endpoint
@@ -331,6 +338,24 @@ class SoxSession:
         disco = self.xmpp.plugin["xep_0030"]
         result = await self._iq("list nodes of", service, disco.get_items, jid=service)
         return [node for _, node, _ in result["disco_items"]["items"] if node]
+
+    async def disco_items(self, jid: str) -> list[str]:
+        """The JIDs a server (or component) lists as its items (XEP-0030)."""
+        disco = self.xmpp.plugin["xep_0030"]
+        result = await self._iq("list items of", jid, disco.get_items, jid=jid)
+        return [item_jid for item_jid, _, _ in result["disco_items"]["items"] if item_jid]
+
+    async def disco_info(self, jid: str) -> ET.Element:
+        """The raw disco#info <query/> of `jid` (features and extended forms, XEP-0128)."""
+        disco = self.xmpp.plugin["xep_0030"]
+        result = await self._iq("ask what", jid, disco.get_info, jid=jid)
+        return result["disco_info"].xml
+
+    async def iq_get(self, to: str, query: ET.Element, action: str) -> ET.Element:
+        """A plain IQ get carrying `query`; the result's XML (refusals raise PubsubError, as for pubsub)."""
+        iq = self.xmpp.make_iq_get(ito=to)
+        iq.append(query)
+        return (await self._iq(action, to, iq.send)).xml
 
     def on_item(self, handler: ItemHandler) -> None:
         self._item_handlers.append(handler)

@@ -130,6 +130,11 @@ class Prosody:
     # <domain> ends the TLS handshake of a client that shows no certificate. Only its presence: Prosody 0.12
     # always adds lsec_continue, so an untrusted one passes TLS (and is refused by mod_auth_ccert).
     require_client_cert: bool = False
+    # XEP-0363 HTTP File Upload: Component upload.<domain> (mod_http_file_share) on HTTPS https_port, its
+    # URLs https://<domain>:<https_port>/… (the domain is "localhost" by default: it resolves).
+    file_share: bool = False
+    file_share_limit: int = 1024 * 1024
+    https_port: int = 0
     port: int = 0
     s2s_port: int = 5269
     process: subprocess.Popen[bytes] | None = None
@@ -166,7 +171,7 @@ c2s_ports = {{ {self.port} }}
 s2s_ports = {{ {self.s2s_port if self.s2s else ""} }}
 s2s_interfaces = {{ "{self.address}" }}
 http_ports = {{}}
-https_ports = {{}}
+{self._https_options()}
 admins = {{ {admins} }}
 modules_enabled = {{ {modules} }}
 modules_disabled = {{ "offline"; {"" if self.s2s else '"s2s";'} }}
@@ -190,7 +195,33 @@ VirtualHost "{self.anon_domain}"
 Component "{self.pubsub}" "pubsub"
   pubsub_max_items = 100000
   expose_publisher = {str(self.expose_publisher).lower()}
+{self._file_share_component()}
 """)
+
+    @property
+    def upload(self) -> str:
+        return f"upload.{self.domain}"
+
+    def _https_options(self) -> str:
+        if not self.file_share:
+            return "https_ports = {}"
+        self.https_port = self.https_port or free_port(self.address)
+        return (
+            f'https_ports = {{ {self.https_port} }}\nhttps_interfaces = {{ "{self.address}" }}\n'
+            f'https_ssl = {{ key = "{self.key}"; certificate = "{self.cert}" }}\n'
+            f'http_external_url = "https://{self.domain}:{self.https_port}/"'
+        )
+
+    def _file_share_component(self) -> str:
+        if not self.file_share:
+            return ""
+        return (
+            f'Component "{self.upload}" "http_file_share"\n'
+            f"  http_file_share_size_limit = {self.file_share_limit}\n"
+            f'  http_file_share_access = {{ "{self.domain}" }}\n'
+            # Prosody routes HTTP by Host: serve the upload paths on <domain>, the name the URLs carry.
+            f'  http_host = "{self.domain}"'
+        )
 
     def _cert_auth_options(self) -> str:
         if self.client_ca is None and not self.require_client_cert:
