@@ -1,8 +1,9 @@
 """The local status page: a Flask blueprint, server-rendered, live through Server-Sent Events.
 
 Routes: /login (GET form, POST), /logout (POST), /status (the page), /status/data (JSON), /status/events
-(SSE), /status/act and /status/set (actuation), /status/selftest, /status/republish. Everything but the
-login form requires a session; everything that changes state requires the CSRF token and the operator role.
+(SSE), /status/frame/<camera>.jpg (a camera's latest anonymized frame), /status/act and /status/set
+(actuation), /status/selftest, /status/republish. Everything but the login form requires a session;
+everything that changes state requires the CSRF token and the operator role.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..publisher import OutboxPublisher
 from .auth import Users, check_csrf, client_address, csrf_token, login_required
 from .config import StatusSection
 from .history import History
+from .privacy import page_value
 from .selftest import run_selftest
 from .sources import StatusSources, resource_view
 
@@ -156,6 +158,20 @@ def create_status_blueprint(
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    @bp.get("/status/frame/<camera>.jpg")
+    @login_required()
+    def frame(camera: str) -> Response:
+        # Only ever the anonymizer's output, read from the model (privacy.py); the name is looked up,
+        # never used in a path or echoed back.
+        if camera not in sources.privacy_panel.streams:
+            return _error(404, "no camera anonymizer of that name")
+        record = sources.privacy_panel.latest(camera)
+        if record is None:
+            return _error(404, "no anonymized frame yet")
+        response = Response(record.jpeg, mimetype="image/jpeg")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @bp.post("/status/act")
     @login_required(role="operator")
     def act() -> Response:
@@ -245,7 +261,7 @@ def _stream(sources: StatusSources, release: Callable[[], None]) -> Iterator[str
                 if event.type == "VALUE_UPDATED":
                     latest[event.path] = {
                         "path": event.path,
-                        "value": event.value,
+                        "value": page_value(event.value),  # a camera frame: its summary, not the JPEG
                         "timestamp": event.timestamp,
                     }
                 elif event.type.is_lifecycle:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from ...core.model import Model, ResourceKind, ResourceSnapshot, ValueMode
 from ...core.outbox import Outbox
 from ...core.runtime import Runtime
 from ..publisher import OutboxPublisher
+from .privacy import AnonymizerStream, PrivacyPanel, page_value
 from .system import SystemProbe
 
 InfoSource = Callable[[], dict[str, Any]]
@@ -29,11 +30,13 @@ class StatusSources:
     outbox: Outbox | None = None
     recent_logs: RecentLogs | None = None
     keystore: InfoSource | None = None  # None: no keystore configured (the TPM issue adds it)
-    anonymizer: InfoSource | None = None  # None: no camera anonymizer configured
+    anonymizers: Sequence[AnonymizerStream] = ()  # one per camera; none: no camera anonymizer configured
     system: SystemProbe = field(init=False)
+    privacy_panel: PrivacyPanel = field(init=False)
 
     def __post_init__(self) -> None:
         self.system = SystemProbe(self.state_dir if self.state_dir.exists() else Path("/"))
+        self.privacy_panel = PrivacyPanel(self.anonymizers, self.model)
 
     # --- parts of the page ---------------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class StatusSources:
         return {"publishers": publishers, "outbox": outbox}
 
     def privacy(self) -> dict[str, Any]:
-        return self.anonymizer() if self.anonymizer else {"configured": False}
+        return self.privacy_panel.view()
 
     def logs(self, limit: int = 50) -> list[str]:
         if self.recent_logs is None:
@@ -129,7 +132,7 @@ def resource_view(resource: ResourceSnapshot, now: float) -> dict[str, Any]:
         "kind": str(resource.kind),
         "type": resource.type.name,
         "mode": str(resource.mode) if resource.kind is not ResourceKind.ACTION else None,
-        "value": resource.value,
+        "value": page_value(resource.value),  # a camera frame: a summary and a link, not the JPEG
         "unit": resource.metadata.get("unit"),
         "timestamp": resource.timestamp,
         "age_s": round(now - resource.timestamp, 1) if resource.timestamp else None,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 
 from agent.security.passwords import hash_password
+from tests.anonymizer.kit import DETECTOR, LABELS, make_models_dir
+from tests.anonymizer.test_fail_closed import start_agent, video_of_the_photo
 
 PASSWORDS = {"olga": "operator-pass-1", "vic": "viewer-pass-1"}
 
@@ -34,16 +37,52 @@ description = "<b>bold</b>"
 """
 
 
+def status_toml(
+    extra: str = "", *, cookie_secure: bool = False, rate_hz: float = 20.0, login_failures: int = 5
+) -> str:
+    return (
+        f"[status]\ncookie_secure = {str(cookie_secure).lower()}\nlogin_failures = {login_failures}\n"
+        f"{users_toml()}\n{HOSTILE_MODEL}\n"
+        f'[[drivers]]\ntype = "simulated"\nid = "sim"\nrate_hz = {rate_hz}\nseed = 7\n{extra}'
+    )
+
+
 @pytest.fixture
 def status_agent(run_agent):
-    def start(
-        extra: str = "", *, cookie_secure: bool = False, rate_hz: float = 20.0, login_failures: int = 5
-    ):
-        body = (
-            f"[status]\ncookie_secure = {str(cookie_secure).lower()}\nlogin_failures = {login_failures}\n"
-            f"{users_toml()}\n{HOSTILE_MODEL}\n"
-            f'[[drivers]]\ntype = "simulated"\nid = "sim"\nrate_hz = {rate_hz}\nseed = 7\n{extra}'
-        )
-        return run_agent(body, http=True)
+    def start(extra: str = "", **options):
+        return run_agent(status_toml(extra, **options), http=True)
 
     return start
+
+
+def camera_toml(models: Path, video: Path, fps: float = 5.0) -> str:
+    """A simulated camera replaying a photo of a person, through the real anonymizer (committed detector)."""
+    return (
+        f'[[drivers]]\ntype = "camera"\nid = "cam0"\nsource = "simulated"\nuri = "{video}"\nfps = {fps}\n'
+        f"stats_interval = 0.5\n\n"
+        f'[anonymizer]\nmodels_dir = "{models}"\ndetector = "{DETECTOR}"\nlabels = "{LABELS}"\n'
+        f'inpaint = "telea"\nthreads = 1\nmodel_interval = 0.5\n'
+    )
+
+
+@pytest.fixture
+def camera_agent(status_agent, tmp_path: Path):
+    """The status agent plus a camera and its anonymizer; `tampered=True` breaks the detector's signature
+    check (the anonymizer is then unavailable and the agent never fully ready, so it is not waited for)."""
+    started = []
+
+    def start(*, tampered: bool = False, cookie_secure: bool = False):
+        models = make_models_dir(tmp_path / "camera")
+        video = tmp_path / "person.avi"
+        raw = video_of_the_photo(video)
+        extra = camera_toml(models, video)
+        if not tampered:
+            return status_agent(extra, cookie_secure=cookie_secure), raw
+        (models / DETECTOR).write_bytes((models / DETECTOR).read_bytes()[:-1] + b"\x01")
+        started.append(start_agent(tmp_path, status_toml(extra, cookie_secure=cookie_secure)))
+        return started[-1], raw
+
+    yield start
+    for runner in started:
+        if runner.thread.is_alive():
+            runner.stop()

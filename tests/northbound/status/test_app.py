@@ -9,8 +9,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import cv2
+import numpy as np
 import pytest
 
+from agent.anonymizer.record import parse_record
+from tests.anonymizer.test_fail_closed import person_visible, raw_windows
 from tests.conftest import wait_until
 
 from .conftest import PASSWORDS
@@ -242,3 +246,124 @@ def test_logout_ends_the_session(page) -> None:
     )
     assert status == 302
     assert client.request("GET", "/status/data")[0] == 401
+
+
+# --- the privacy panel's frame endpoint: a real camera source through the real anonymizer --------------
+
+
+def privacy_of(client: Client) -> dict:
+    return json.loads(client.request("GET", "/status/data")[2])["status"]["privacy"]
+
+
+def first_camera(client: Client) -> dict:
+    return privacy_of(client)["cameras"][0]
+
+
+def test_frame_needs_a_session(camera_agent) -> None:
+    runner, _ = camera_agent()
+    wait_until(lambda: runner.agent.model.get("truck", "camera", "frame").value is not None, timeout=30)
+    client = Client(runner.url)
+    status, _, body = client.request("GET", "/status/frame/cam0.jpg")
+    assert status == 401 and not body.startswith(b"\xff\xd8")
+    chromium_img = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"  # an <img> asking
+    status, headers, body = client.request("GET", "/status/frame/cam0.jpg", headers={"Accept": chromium_img})
+    assert status == 302 and headers["Location"].endswith("/login") and not body.startswith(b"\xff\xd8")
+
+
+def test_frame_serves_the_models_anonymized_jpeg(camera_agent) -> None:
+    runner, raw = camera_agent()
+    model = runner.agent.model
+    client = Client(runner.url)
+    client.login("vic", PASSWORDS["vic"])
+    wait_until(lambda: first_camera(client)["frame"] is not None, timeout=30)
+    for _ in range(20):  # the frame changes twice a second: compare when none came in between
+        before = model.get("truck", "camera", "frame").value
+        status, headers, body = client.request("GET", "/status/frame/cam0.jpg")
+        if model.get("truck", "camera", "frame").value["seq"] == before["seq"]:
+            break
+    assert status == 200
+    assert headers["Content-Type"] == "image/jpeg"
+    assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
+    assert body == parse_record(before).jpeg  # exactly the anonymizer's output, nothing else
+    # ...in which the person is gone, and that holds no byte run of the raw frame.
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and not person_visible(image, raw)
+    assert not [window for window in raw_windows(raw) if window in body]
+
+
+def test_frame_of_an_unknown_or_hostile_camera_is_404(camera_agent) -> None:
+    runner, _ = camera_agent()
+    client = Client(runner.url)
+    client.login("vic", PASSWORDS["vic"])
+    for name in (
+        "cam1",
+        "CAM0",
+        "cam0.jpg",
+        "truck",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "cam0%00",
+        "cam0%0d%0aSet-Cookie:x=1",
+        "%C3%A9%F0%9F%93%B7",
+        "%FF%FE",
+        "x" * 5000,
+    ):
+        status, headers, body = client.request("GET", f"/status/frame/{name}.jpg")
+        assert status == 404, name
+        assert not body.startswith(b"\xff\xd8") and b"script" not in body  # the name is never echoed
+        assert "x=1" not in headers.get("Set-Cookie", "")
+    status, _, _ = client.request("GET", "/status/frame/.jpg")
+    assert status == 404
+    status, _, _ = client.request("POST", "/status/frame/cam0.jpg", b"x")
+    assert status == 405
+
+
+def test_no_frame_while_the_model_fails_verification(camera_agent) -> None:
+    runner, _ = camera_agent(tampered=True)
+    client = Client(runner.url)
+    assert client.login("vic", PASSWORDS["vic"]) == 302
+    wait_until(lambda: first_camera(client)["dropped"]["unavailable"] >= 3, timeout=30)
+    camera = first_camera(client)
+    assert camera["state"] == "unavailable" and camera["frame"] is None and camera["frames_out"] == 0
+    assert "failed verification" in camera["availability"] and "frames are dropped" in camera["availability"]
+    status, _, body = client.request("GET", "/status/frame/cam0.jpg")
+    assert status == 404 and json.loads(body)["error"] == "no anonymized frame yet"
+
+
+def test_the_frames_jpeg_stays_out_of_the_page_data_and_the_live_stream(camera_agent) -> None:
+    runner, _ = camera_agent()
+    client = Client(runner.url)
+    client.login("vic", PASSWORDS["vic"])
+    wait_until(lambda: first_camera(client)["frame"] is not None, timeout=30)
+    _, _, body = client.request("GET", "/status/data")
+    data = json.loads(body)
+    camera = data["status"]["privacy"]["cameras"][0]
+    assert camera["camera"] == "cam0" and camera["path"] == "truck/camera/frame"
+    assert camera["frames_out"] >= 1 and camera["frame"]["detections"] >= 1
+    assert camera["frame"]["url"] == "/status/frame/cam0.jpg"
+    [frame] = [
+        r["value"]
+        for p in data["providers"]
+        for s in p["services"]
+        for r in s["resources"]
+        if r["path"] == "truck/camera/frame"
+    ]
+    assert frame["seq"] >= 1 and frame["jpeg_bytes"] > 1000 and "jpeg" not in frame
+    assert b"/9j/" not in body  # no base64 JPEG anywhere in the page's data
+    assert len(body) < 64 * 1024
+
+    response = client.opener.open(urllib.request.Request(client.base + "/status/events"), timeout=10)
+    frames: list[dict] = []
+    streamed = b""
+    event = b""
+    while not frames:  # values are pushed as they change: a new frame comes twice a second
+        line = response.readline()
+        streamed += line
+        if line.startswith(b"event: "):
+            event = line[7:].strip()
+        elif line.startswith(b"data: ") and event == b"values":
+            frames += [u["value"] for u in json.loads(line[6:]) if u["path"] == "truck/camera/frame"]
+    response.close()
+    assert frames[0]["url"] == "/status/frame/cam0.jpg" and "jpeg" not in frames[0]
+    assert b"/9j/" not in streamed

@@ -5,10 +5,15 @@ Screenshots at desktop and phone widths are kept under out/screenshots/ as test 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+
+from tests.anonymizer.test_fail_closed import person_visible
 
 from .conftest import PASSWORDS
 
@@ -124,5 +129,111 @@ def test_viewer_has_no_actions(browser, status_agent) -> None:
         log_in(page, runner.url, "vic")
         playwright.expect(page.get_by_test_id("sensors")).to_contain_text("temperature")
         assert page.get_by_test_id("actions").count() == 0
+    finally:
+        context.close()
+
+
+def watch(page) -> tuple[list[str], list[bytes]]:
+    """Script errors and console errors (a CSP violation is one), and every frame image the browser got."""
+    errors: list[str] = []
+    images: list[bytes] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
+
+    def response(answer) -> None:
+        if "/status/frame/" in answer.url and answer.status == 200:
+            images.append(answer.body())
+
+    page.on("response", response)
+    return errors, images
+
+
+def shoot_card(page, test_id: str, path: Path) -> None:
+    """A screenshot of one card, cut from the full page (an element screenshot under mobile emulation
+    captures the wrong region in this Chromium)."""
+    box = page.get_by_test_id(test_id).locator("xpath=..").bounding_box()
+    x, y = page.evaluate("() => [window.scrollX, window.scrollY]")
+    clip = {"x": box["x"] + x, "y": box["y"] + y, "width": box["width"], "height": box["height"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True, clip=clip)
+
+
+@pytest.mark.parametrize("width", list(VIEWPORTS))
+def test_privacy_panel_shows_the_latest_anonymized_frame(browser, camera_agent, width: str) -> None:
+    runner, raw = camera_agent(cookie_secure=True)
+    context = browser.new_context(**VIEWPORTS[width])
+    page = context.new_page()
+    errors, images = watch(page)
+    try:
+        log_in(page, runner.url, "vic")
+        frame = page.get_by_test_id("frame-cam0")
+        playwright.expect(frame).to_be_visible(timeout=30_000)
+        shown = (
+            "() => { const i = document.querySelector('[data-testid=\"frame-cam0\"]');"
+            " return [i.src, i.naturalWidth, i.naturalHeight]; }"
+        )
+        first, *size = page.evaluate(shown)
+        assert "/status/frame/cam0.jpg?seq=" in first and size == [640, 424]  # loaded and decoded
+        # Live: newer frames replace it (one comes twice a second), and the image on screen is always a
+        # loaded one (a new frame is swapped in only once it has loaded: never blank while refreshing).
+        samples = []
+        for _ in range(40):
+            samples.append(page.evaluate(shown))
+            page.wait_for_timeout(100)
+        assert len({src for src, *_ in samples}) >= 2
+        assert all(size == [640, 424] for _, *size in samples)
+        playwright.expect(page.get_by_test_id("anonymizer-state-cam0")).to_have_text("anonymizing")
+        playwright.expect(page.get_by_test_id("dropped-cam0")).to_have_text(
+            re.compile(r"^\d+ \(unavailable \d+, overloaded \d+, error \d+, stopped \d+\)$")
+        )
+        playwright.expect(page.get_by_test_id("anonymizer-cam0")).to_contain_text("detections")
+        fps = page.get_by_test_id("fps-cam0")
+        playwright.expect(fps).to_have_text(re.compile(r"^\d+(\.\d+)?$"), timeout=10_000)
+        assert float(fps.text_content()) > 0
+        # In the sensors table the frame is a thumbnail, never its base64 as text.
+        thumbnail = page.get_by_test_id("value-truck/camera/frame").locator("img.thumb")
+        # The placeholder has no src: one with a src is a frame that has loaded (swapped in on load).
+        playwright.expect(thumbnail).to_have_attribute(
+            "src", re.compile(r"^/status/frame/cam0\.jpg\?seq=\d+$")
+        )
+        assert "/9j/" not in page.content()
+
+        # What the browser was served is the anonymized frame: the person is gone from every image.
+        assert images
+        for body in images:
+            image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+            assert image is not None and not person_visible(image, raw)
+
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"privacy-{width}.png"), full_page=True)
+        shoot_card(page, "privacy", SHOTS / f"privacy-panel-{width}.png")
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_privacy_panel_says_when_frames_are_dropped_for_a_tampered_model(browser, camera_agent) -> None:
+    runner, _ = camera_agent(tampered=True, cookie_secure=True)
+    context = browser.new_context(**VIEWPORTS["desktop"])
+    page = context.new_page()
+    errors, images = watch(page)
+    try:
+        log_in(page, runner.url, "vic")
+        playwright.expect(page.get_by_test_id("anonymizer-state-cam0")).to_contain_text(
+            "model failed verification or did not load: frames are dropped"
+        )
+        playwright.expect(page.get_by_test_id("camera-cam0")).to_contain_text("No anonymized frame yet.")
+        dropped = page.get_by_test_id("dropped-cam0")
+        playwright.expect(dropped).to_have_text(re.compile(r"\(unavailable [1-9]\d*,"), timeout=5000)
+        seen = int(dropped.text_content().split()[0])
+        page.wait_for_function(  # the counter moves with the camera (status every 2 s)
+            "seen => parseInt(document.querySelector('[data-testid=\"dropped-cam0\"]').textContent) > seen",
+            arg=seen,
+            timeout=10_000,
+        )
+        assert page.get_by_test_id("frame-cam0").is_hidden() and images == []
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shoot_card(page, "privacy", SHOTS / "privacy-unavailable-desktop.png")
+        assert errors == []
     finally:
         context.close()

@@ -40,7 +40,7 @@
   }
   function definitions(target, pairs) {
     target.replaceChildren();
-    for (const [k, v] of pairs) target.append(el("dt", { text: k }), el("dd", { text: show(v) }));
+    for (const [k, v, id] of pairs) target.append(el("dt", { text: k }), el("dd", id ? { text: show(v), "data-testid": id } : { text: show(v) }));
   }
 
   // --- sensors --------------------------------------------------------------------------------------
@@ -55,7 +55,8 @@
       for (const s of p.services) {
         for (const r of s.resources) {
           if (r.kind === "ACTION") continue;
-          const value = el("td", { class: "value", "data-testid": "value-" + r.path, text: show(r.value) });
+          const value = el("td", { class: "value", "data-testid": "value-" + r.path });
+          if (isFrame(r.value)) frameCell(value, r.value); else value.textContent = show(r.value);
           const ageCell = el("td", { class: "muted", text: age(r.timestamp) });
           const spark = svg("svg", { class: "spark", viewBox: "0 0 100 20", preserveAspectRatio: "none" });
           const row = el("tr", {}, el("td", { text: s.name + "/" + r.name }), value,
@@ -98,8 +99,9 @@
         (tracks[provider] = tracks[provider] || []).push([u.timestamp, u.value.coordinates]);
         renderPosition();
       }
+      if (isFrame(u.value)) frameUpdate(u.path, u.value);
       if (!cell) continue;
-      cell.value.textContent = show(u.value);
+      if (isFrame(u.value)) frameCell(cell.value, u.value); else cell.value.textContent = show(u.value);
       cell.timestamp = u.timestamp;
       cell.age.textContent = age(u.timestamp);
       drawSpark(u.path);
@@ -159,15 +161,7 @@
       el("dt", { text: "oldest" }), el("dd", { text: o.oldest_age_s ? o.oldest_age_s.toFixed(0) + " s" : "—" }),
       el("dt", { text: "evicted" }), el("dd", { text: String(o.evicted) })));
 
-    const privacy = document.getElementById("privacy");
-    privacy.replaceChildren();
-    if (s.privacy.configured === false) privacy.append(el("p", { class: "muted", text: "Camera anonymizer: not configured." }));
-    else {
-      const dl = el("dl");
-      definitions(dl, [["fps", s.privacy.fps], ["detections", s.privacy.detections], ["dropped frames", s.privacy.dropped]]);
-      privacy.append(dl);
-      if (s.privacy.frame_url) privacy.append(el("img", { src: s.privacy.frame_url, alt: "latest anonymized frame", "data-testid": "anonymized-frame" }));
-    }
+    renderPrivacy(s.privacy);
 
     const sys = s.system;
     definitions(document.getElementById("system"), [
@@ -185,6 +179,107 @@
     }
     document.getElementById("logs").textContent = s.logs.join("\n");
     for (const cell of cells.values()) cell.age.textContent = age(cell.timestamp);
+  }
+
+  // --- privacy: each camera's anonymizer and its latest anonymized frame -----------------------------
+  // The JSON never holds the image (the server swaps a frame record for a summary with a URL): the
+  // image is fetched on its own, once per new frame, one request at a time, however fast frames come.
+  const FRAME_FORMAT = "msec-frame/1";
+  const cameras = new Map();    // camera id -> {root, empty, caption, state, facts, frame, load}
+  const framePaths = new Map(); // frame resource path -> camera id
+  function isFrame(value) { return value !== null && typeof value === "object" && value.format === FRAME_FORMAT; }
+  // Double-buffered: a new frame loads in a detached image that replaces the shown one once it has
+  // loaded, so the page never shows a blank or half-loaded frame; one request at a time, the newest wins.
+  // A frame that fails to load leaves the last good one in place (it is anonymized too, just older).
+  function frameLoader(attrs, first, onShown) {
+    let current = first, shown = null, wanted = null, wantedFrame = null, busy = false;
+    function next() {
+      if (busy || wanted === null || wanted === shown) return;
+      busy = true;
+      const target = wanted, frame = wantedFrame, img = el("img", attrs);
+      img.onload = () => { busy = false; shown = target; current.replaceWith(img); current = img; onShown(frame); next(); };
+      img.onerror = () => { busy = false; shown = target; next(); };
+      img.src = target;  // the seq is the cache-buster: each new frame is a new URL
+    }
+    return (frame) => {
+      if (!isFrame(frame) || !frame.url) return;
+      wanted = frame.url + "?seq=" + encodeURIComponent(frame.seq);
+      wantedFrame = frame;
+      next();
+    };
+  }
+  function cameraCard(c) {
+    const attrs = { alt: "latest anonymized frame of " + c.camera, "data-testid": "frame-" + c.camera };
+    const img = el("img", { ...attrs, hidden: "" });  // a placeholder until the first frame has loaded
+    const empty = el("p", { class: "muted", text: "No anonymized frame yet." });
+    const caption = el("figcaption", { class: "muted" });
+    const state = el("p", { "data-testid": "anonymizer-state-" + c.camera });
+    const facts = el("dl", { "data-testid": "anonymizer-" + c.camera });
+    const root = el("div", { class: "camera", "data-testid": "camera-" + c.camera },
+      el("h3", { text: c.camera }), state, el("figure", { class: "frame" }, img, empty, caption), facts);
+    const card = { root, empty, caption, state, facts, frame: null, shown: null };
+    card.load = frameLoader(attrs, img, (frame) => { card.shown = frame; empty.hidden = true; describeFrame(card); });
+    return card;
+  }
+  function describeFrame(card) {  // the caption tells of the frame on screen, not of one still loading
+    const f = card.shown;
+    if (!f) return;
+    card.caption.textContent = "#" + show(f.seq) + " · " + show(f.width) + "×" + show(f.height) + " · " +
+      show(f.detections) + " detection" + (f.detections === 1 ? "" : "s") + " · " +
+      show(100 * f.masked_ratio) + " % masked · " + age(f.ts) + " ago";
+  }
+  function showFrame(card, frame) {
+    if (!isFrame(frame)) return;
+    card.frame = frame;
+    card.load(frame);
+  }
+  function renderPrivacy(p) {
+    const root = document.getElementById("privacy");
+    if (p.configured === false) {
+      cameras.clear();
+      root.replaceChildren(el("p", { class: "muted", text: "Camera anonymizer: not configured." }));
+      return;
+    }
+    const ids = p.cameras.map((c) => c.camera);
+    if (ids.join("\n") !== [...cameras.keys()].join("\n")) {  // the set of cameras changed: rebuild
+      cameras.clear();
+      framePaths.clear();
+      root.replaceChildren();
+      for (const c of p.cameras) { const card = cameraCard(c); cameras.set(c.camera, card); root.append(card.root); }
+    }
+    for (const c of p.cameras) {
+      const card = cameras.get(c.camera);
+      framePaths.set(c.path, c.camera);
+      card.state.className = "state-" + (c.state === "ok" ? "ok" : c.state === "degraded" ? "degraded" : "failed");
+      card.state.textContent = c.availability;
+      const reasons = Object.entries(c.dropped).map(([r, n]) => r + " " + n).join(", ");
+      definitions(card.facts, [
+        ["fps", c.fps, "fps-" + c.camera], ["detections", c.frame ? c.frame.detections : null],
+        ["frames anonymized", c.frames_out],
+        ["dropped", c.dropped_total + (reasons ? " (" + reasons + ")" : ""), "dropped-" + c.camera],
+        ["camera dropped", c.camera_dropped], ["p95 latency", c.p95_latency_ms == null ? null : c.p95_latency_ms + " ms"],
+        ["inpainting", Object.keys(c.inpainters).join(", ") || null]]);
+      // The live stream may already have shown a newer frame than this status frame knows of.
+      if (c.frame && (!card.frame || c.frame.ts > card.frame.ts)) showFrame(card, c.frame);
+      describeFrame(card);  // the age moves on
+    }
+  }
+  function frameUpdate(path, value) {
+    const card = cameras.get(framePaths.get(path));
+    if (card) showFrame(card, value);
+  }
+  function frameCell(td, value) {
+    // In the sensors table a frame is a thumbnail linking to the image, never its base64 as text.
+    if (!isFrame(value) || !value.url) { td.thumb = null; td.textContent = show(value); return; }
+    if (!td.thumb) {
+      const attrs = { class: "thumb", alt: "anonymized frame" };
+      const img = el("img", attrs);  // sized by CSS: no layout shift when the first frame arrives
+      td.thumb = { link: el("a", { target: "_blank", rel: "noopener" }, img), label: el("span"), load: frameLoader(attrs, img, () => {}) };
+      td.replaceChildren(td.thumb.link, td.thumb.label);
+    }
+    td.thumb.link.setAttribute("href", value.url);
+    td.thumb.label.textContent = " #" + value.seq;
+    td.thumb.load(value);
   }
 
   // --- actions (operators only; each asks for confirmation) -----------------------------------------
