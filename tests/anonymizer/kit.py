@@ -17,7 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.anonymizer import AnonymizerSection
+from agent.app import build_agent, extensions
+from agent.core.config import load_config
 from agent.security.manifest import build_manifest, dumps, sign_manifest
+from tests.conftest import AgentThread, wait_until, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -90,3 +93,44 @@ def region_identical(original: np.ndarray, output: np.ndarray, box: tuple[int, i
     """Fraction of the box's pixels that came out exactly as they went in (1.0: not anonymized at all)."""
     x0, y0, x1, y1 = box
     return float(np.all(original[y0:y1, x0:x1] == output[y0:y1, x0:x1], axis=2).mean())
+
+
+def video_of_the_photo(path: Path) -> np.ndarray:
+    """A short MJPG video of person.jpg; returns the raw frame exactly as the camera will decode it."""
+    image = person_image()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (image.shape[1], image.shape[0]))
+    for _ in range(10):
+        writer.write(image)
+    writer.release()
+    capture = cv2.VideoCapture(str(path))
+    ok, raw = capture.read()
+    capture.release()
+    assert ok
+    return raw
+
+
+def raw_windows(raw: np.ndarray) -> list[bytes]:
+    """Byte runs of the raw frame inside the person's box: finding one anywhere means raw pixels leaked."""
+    x0, y0, _, y1 = PERSON_BOX
+    return [raw[y, x0 + 10 : x0 + 42].tobytes() for y in range(y0 + 20, y1 - 20, 25)]
+
+
+def person_visible(image: np.ndarray, raw: np.ndarray) -> bool:
+    """The person's box is (near) what the camera saw: not anonymized. JPEG noise alone stays far below."""
+    if image.shape != raw.shape:
+        image = cv2.resize(image, (raw.shape[1], raw.shape[0]))
+    x0, y0, x1, y1 = PERSON_BOX
+    return bool(np.abs(image[y0:y1, x0:x1].astype(int) - raw[y0:y1, x0:x1].astype(int)).mean() < 12)
+
+
+def start_agent(tmp_path: Path, body: str) -> AgentThread:
+    config = load_config(write_config(tmp_path, body, http=True), extensions())
+    runner = AgentThread(build_agent(config))
+    runner.thread.start()
+    wait_until(lambda: runner.agent.runtime.started_at is not None, timeout=30)
+    wait_until(lambda: "http" in runner.agent.runtime.supervisor.records and _handle(runner) is not None)
+    return runner
+
+
+def _handle(runner: AgentThread) -> object:
+    return getattr(runner.agent.runtime.supervisor.records["http"].component, "handle", None)

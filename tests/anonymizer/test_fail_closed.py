@@ -21,29 +21,21 @@ import numpy as np
 import pytest
 
 from agent.anonymizer.record import parse_record
-from agent.app import build_agent, extensions
-from agent.core.config import load_config
 from agent.security.passwords import hash_password
-from tests.conftest import AgentThread, wait_until, write_config
+from tests.conftest import AgentThread, wait_until
 
-from .kit import DETECTOR, LABELS, PERSON_BOX, make_models_dir, person_image
+from .kit import (
+    DETECTOR,
+    LABELS,
+    make_models_dir,
+    person_visible,
+    raw_windows,
+    start_agent,
+    video_of_the_photo,
+)
 
 PASSWORD = "image-pass"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"app:{PASSWORD}".encode()).decode()}
-
-
-def video_of_the_photo(path: Path) -> np.ndarray:
-    """A short MJPG video of person.jpg; returns the raw frame exactly as the camera will decode it."""
-    image = person_image()
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (image.shape[1], image.shape[0]))
-    for _ in range(10):
-        writer.write(image)
-    writer.release()
-    capture = cv2.VideoCapture(str(path))
-    ok, raw = capture.read()
-    capture.release()
-    assert ok
-    return raw
 
 
 def agent_config(tmp_path: Path, models: Path, video: Path) -> str:
@@ -87,12 +79,6 @@ def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
         return error.code, error.read()
 
 
-def raw_windows(raw: np.ndarray) -> list[bytes]:
-    """Byte runs of the raw frame inside the person's box: finding one anywhere means raw pixels leaked."""
-    x0, y0, _, y1 = PERSON_BOX
-    return [raw[y, x0 + 10 : x0 + 42].tobytes() for y in range(y0 + 20, y1 - 20, 25)]
-
-
 _B64_IMAGE = re.compile(rb"(?:/9j/|iVBORw0KGgo)[A-Za-z0-9+/=\\n]{100,}")  # base64 of a JPEG or PNG
 
 
@@ -108,14 +94,6 @@ def images_in(blob: bytes) -> Iterator[np.ndarray]:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
             yield image
-
-
-def person_visible(image: np.ndarray, raw: np.ndarray) -> bool:
-    """The person's box is (near) what the camera saw: not anonymized. JPEG noise alone stays far below."""
-    if image.shape != raw.shape:
-        image = cv2.resize(image, (raw.shape[1], raw.shape[0]))
-    x0, y0, x1, y1 = PERSON_BOX
-    return bool(np.abs(image[y0:y1, x0:x1].astype(int) - raw[y0:y1, x0:x1].astype(int)).mean() < 12)
 
 
 @pytest.fixture
@@ -137,19 +115,6 @@ def setup(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     models = make_models_dir(tmp_path / "m")
     video = tmp_path / "person.avi"
     return models, video, video_of_the_photo(video)
-
-
-def start_agent(tmp_path: Path, body: str) -> AgentThread:
-    config = load_config(write_config(tmp_path, body, http=True), extensions())
-    runner = AgentThread(build_agent(config))
-    runner.thread.start()
-    wait_until(lambda: runner.agent.runtime.started_at is not None, timeout=30)
-    wait_until(lambda: "http" in runner.agent.runtime.supervisor.records and _handle(runner) is not None)
-    return runner
-
-
-def _handle(runner: AgentThread) -> object:
-    return getattr(runner.agent.runtime.supervisor.records["http"].component, "handle", None)
 
 
 def collect_outputs(runner: AgentThread, tmp_path: Path, answers: list[bytes], caplog, capfd) -> list[bytes]:

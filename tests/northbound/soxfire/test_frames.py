@@ -23,7 +23,7 @@ from agent.anonymizer.record import FrameRecord
 from agent.northbound.soxfire import frames, upload
 from agent.security.keystore import KeystoreConfig, open_keystore
 from agent.security.verify import Status, verify_record
-from tests.anonymizer.kit import DETECTOR, LABELS, PERSON_BOX, PERSON_JPG, make_models_dir
+from tests.anonymizer.kit import DETECTOR, LABELS, PERSON_BOX, PERSON_JPG, make_models_dir, video_of_the_photo
 
 from .conftest import until
 from .keio_client import KeioSubscriber, Reading
@@ -162,13 +162,7 @@ async def test_a_garbage_frame_record_is_skipped_and_counted(rig, section, subsc
 def agent_config(tmp_path: Path, prosody: Prosody, pki: Pki, password: str, policy: str) -> str:
     models = make_models_dir(tmp_path)
     video = tmp_path / "person.avi"
-    image = cv2.imread(str(PERSON_JPG))
-    writer = cv2.VideoWriter(
-        str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (image.shape[1], image.shape[0])
-    )
-    for _ in range(5):
-        writer.write(image)
-    writer.release()
+    video_of_the_photo(video)
     keys = tmp_path / "recipients"
     return f"""
 [[drivers]]

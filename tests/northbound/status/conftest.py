@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.security.passwords import hash_password
-from tests.anonymizer.kit import DETECTOR, LABELS, make_models_dir
-from tests.anonymizer.test_fail_closed import start_agent, video_of_the_photo
+from tests.anonymizer.kit import DETECTOR, LABELS, make_models_dir, start_agent, video_of_the_photo
 
 PASSWORDS = {"olga": "operator-pass-1", "vic": "viewer-pass-1"}
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from agent.anonymizer.record import parse_record
-from tests.anonymizer.test_fail_closed import person_visible, raw_windows
+from tests.anonymizer.kit import person_visible, raw_windows
 from tests.conftest import wait_until
 
 from .conftest import PASSWORDS

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.anonymizer.test_fail_closed import person_visible
+from tests.anonymizer.kit import person_visible
 
 from .conftest import PASSWORDS
 
