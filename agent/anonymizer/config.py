@@ -58,6 +58,9 @@ class AnonymizerSection(Strict):
     hold_frames: int = Field(default=5, ge=0, le=100)  # a box stays masked this long after it is lost
     inpaint: Literal["learned", "telea", "fill"] = "learned"  # falls back learned → telea → fill
     inpaint_model: str = "inpaint/glcic_128.tflite"
+    # Time for the learned model per frame; holes left when it is spent are filled by Telea. Keeps a crowded
+    # street at frame rate (one model run per person would not be): 0 = Telea only, in effect.
+    inpaint_budget_ms: float = Field(default=30.0, ge=0, le=10_000, allow_inf_nan=False)
     jpeg_quality: int = Field(default=80, ge=10, le=100)
     model_interval: Seconds = Field(default=1.0, ge=0, le=3600, allow_inf_nan=False)  # latest frame
     outbox_interval: Seconds = Field(default=10.0, ge=0, le=86_400, allow_inf_nan=False)  # 0: every frame

@@ -12,7 +12,8 @@ Each connected hole is filled in a square window around it (context on every sid
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import cv2
@@ -73,9 +74,20 @@ class TeleaInpainter:
 
 
 class LearnedInpainter:
+    """The learned model per hole, within a time budget per frame: the biggest holes (where Telea smears
+    most) are filled by the model first; once `budget` seconds are spent, the rest go to `rest` (Telea),
+    so a crowded frame costs at most about the budget plus Telea, not one model run per person."""
+
     name = "learned"
 
-    def __init__(self, model: TfliteModel) -> None:
+    def __init__(
+        self,
+        model: TfliteModel,
+        *,
+        budget: float | None = None,
+        rest: Inpainter | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         shapes = [info.shape for info in model.inputs], [info.shape for info in model.outputs]
         if (
             len(shapes[0]) != 1
@@ -89,12 +101,30 @@ class LearnedInpainter:
             raise ModelError(f"{model.name}: expected input [1,S,S,4] and output [1,S,S,3], got {shapes}")
         self.model = model
         self.size = shapes[0][0][1]
+        self.budget, self.rest, self.clock = budget, rest, clock
+        self.last_used = self.name
+        self.windows_learned = 0  # counters: how often the budget left holes to `rest`
+        self.windows_rest = 0
+        self._window_cost: float | None = None  # moving average of one window's time
+
+    def _over_budget(self, spent: float) -> bool:
+        if self.rest is None or self.budget is None:
+            return False
+        return spent + (self._window_cost or 0.0) > self.budget
 
     def fill(self, bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = bgr.copy()
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         height, width = mask.shape
-        for label in range(1, count):
+        started = self.clock()
+        biggest_first = sorted(range(1, count), key=lambda label: -int(stats[label, cv2.CC_STAT_AREA]))
+        left: list[int] = []
+        for label in biggest_first:
+            # Start a window only if it should finish within the budget (its cost as measured so far).
+            if self._over_budget(self.clock() - started):
+                left.append(label)
+                continue
+            window_started = self.clock()
             x, y, w, h = (int(v) for v in stats[label, :4])
             side = max(w, h)
             side = min(round(side * (1 + 2 * _CONTEXT)), max(width, height))
@@ -105,6 +135,15 @@ class LearnedInpainter:
             window = self._fill_window(out[y0:y1, x0:x1], mask[y0:y1, x0:x1])
             region = mask[y0:y1, x0:x1]
             out[y0:y1, x0:x1][region] = window[region]
+            cost = self.clock() - window_started
+            self._window_cost = cost if self._window_cost is None else 0.8 * self._window_cost + 0.2 * cost
+        self.windows_learned += count - 1 - len(left)
+        self.last_used = self.name
+        if left and self.rest is not None:
+            # Only the holes still open: the learned fills around them are context now, not holes.
+            self.windows_rest += len(left)
+            self.last_used = f"{self.name}+{self.rest.name}"
+            return self.rest.fill(out, np.isin(labels, left))
         return out
 
     def _fill_window(self, bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -140,6 +179,6 @@ class FallbackInpainter:
                 self.failures[backend.name] += 1
                 log.warning("inpainting backend %s failed: %s", backend.name, type(error).__name__)
                 continue
-            self.last_used = backend.name
+            self.last_used = getattr(backend, "last_used", backend.name)
             return filled
         raise RuntimeError("every inpainting backend failed")

@@ -120,7 +120,8 @@ class AnonymizerFactory:
         if models.inpaint is not None:
             try:
                 model = TfliteModel(models.inpaint, threads=section.threads, name=section.inpaint_model)
-                backends.append(LearnedInpainter(model))
+                rest = TeleaInpainter() if section.inpaint == "learned" else SolidFill()
+                backends.append(LearnedInpainter(model, budget=section.inpaint_budget_ms / 1000, rest=rest))
             except ModelError as error:
                 self.problem = f"learned inpainting unusable ({error}); using Telea"
         if section.inpaint in ("learned", "telea"):

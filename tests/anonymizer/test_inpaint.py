@@ -94,3 +94,41 @@ def test_a_failing_backend_falls_back_and_is_counted() -> None:
     assert np.array_equal(out[~mask], image[~mask])
     with pytest.raises(RuntimeError, match="every inpainting backend failed"):
         FallbackInpainter([Broken()]).fill(image, mask)
+
+
+class _Ticks:
+    """A clock that advances one second per reading: each learned window 'costs' one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_the_budget_gives_the_biggest_holes_to_the_model_and_the_rest_to_telea() -> None:
+    image, mask = scene()  # two holes: 40x100 (4,000 px) and 60x80 (4,800 px)
+    learned = LearnedInpainter(tiny_model(), budget=1.5, rest=TeleaInpainter(), clock=_Ticks())
+    out = learned.fill(image, mask)
+    assert (learned.windows_learned, learned.windows_rest) == (1, 1)
+    assert learned.last_used == "learned+telea"
+    model_colour = [102, 229, 51]
+    big = out[160:220, 210:250].reshape(-1, 3).astype(int)  # the bigger hole: the model's colour
+    small = out[60:120, 60:80].reshape(-1, 3).astype(int)  # the smaller one: Telea's, not the model's
+    assert np.all(np.abs(big - model_colour) <= 2)
+    assert np.abs(small - model_colour).max() > 20
+    assert np.array_equal(out[~mask], image[~mask])
+    assert not ((out[..., 0] > 200) & (out[..., 2] > 200) & (out[..., 1] < 60)).any()
+
+
+@pytest.mark.parametrize("budget, learned_windows", [(0.0, 0), (100.0, 2)])
+def test_a_zero_budget_is_telea_only_and_a_large_one_is_the_model_only(budget, learned_windows) -> None:
+    image, mask = scene()
+    learned = LearnedInpainter(tiny_model(), budget=budget, rest=TeleaInpainter(), clock=_Ticks())
+    out = learned.fill(image, mask)
+    assert learned.windows_learned == learned_windows
+    assert np.array_equal(out[~mask], image[~mask])
+    chain = FallbackInpainter([learned, SolidFill()])
+    chain.fill(image, mask)
+    assert chain.last_used == ("learned" if learned_windows == 2 else "learned+telea")
