@@ -134,3 +134,23 @@ def start_agent(tmp_path: Path, body: str) -> AgentThread:
 
 def _handle(runner: AgentThread) -> object:
     return getattr(runner.agent.runtime.supervisor.records["http"].component, "handle", None)
+
+
+def camera_tables(video: Path, models: Path, *, fps: float, **anonymizer: object) -> str:
+    """The `[[drivers]]` camera replaying `video` and the `[anonymizer]` table (Telea, one thread) that
+    agent-level tests share; `anonymizer` adds or overrides keys of the latter (TOML scalars)."""
+    table: dict[str, object] = {
+        "models_dir": str(models), "detector": DETECTOR, "labels": LABELS, "inpaint": "telea", "threads": 1,
+        **anonymizer,
+    }  # fmt: skip
+    lines = "\n".join(f"{key} = {_toml(value)}" for key, value in table.items())
+    return (
+        f'[[drivers]]\ntype = "camera"\nid = "cam0"\nsource = "simulated"\nuri = "{video}"\nfps = {fps}\n'
+        f"stats_interval = 0.2\n\n[anonymizer]\n{lines}\n"
+    )
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)

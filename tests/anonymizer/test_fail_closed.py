@@ -26,7 +26,7 @@ from tests.conftest import AgentThread, wait_until
 
 from .kit import (
     DETECTOR,
-    LABELS,
+    camera_tables,
     make_models_dir,
     person_visible,
     raw_windows,
@@ -39,25 +39,10 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(f"app:{PASSWORD}".encode())
 
 
 def agent_config(tmp_path: Path, models: Path, video: Path) -> str:
-    return f"""
-[[drivers]]
-type = "camera"
-id = "cam0"
-source = "simulated"
-uri = "{video}"
-fps = 200.0
-stats_interval = 0.2
-
-[anonymizer]
-models_dir = "{models}"
-detector = "{DETECTOR}"
-labels = "{LABELS}"
-inpaint = "telea"
-threads = 1
-queue_depth = 1
-outbox_interval = 0.0
-model_interval = 0.0
-
+    tables = camera_tables(video, models, fps=200.0, queue_depth=1, outbox_interval=0.0, model_interval=0.0)
+    return (
+        tables
+        + f"""
 [security]
 [[security.users]]
 name = "app"
@@ -68,6 +53,7 @@ roles = ["app"]
 operations = ["ACT"]
 provider = "anonymizer"
 """
+    )
 
 
 def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -23,7 +23,7 @@ from agent.anonymizer.record import FrameRecord
 from agent.northbound.soxfire import frames, upload
 from agent.security.keystore import KeystoreConfig, open_keystore
 from agent.security.verify import Status, verify_record
-from tests.anonymizer.kit import DETECTOR, LABELS, PERSON_BOX, PERSON_JPG, make_models_dir, video_of_the_photo
+from tests.anonymizer.kit import PERSON_BOX, PERSON_JPG, camera_tables, make_models_dir, video_of_the_photo
 
 from .conftest import until
 from .keio_client import KeioSubscriber, Reading
@@ -164,22 +164,9 @@ def agent_config(tmp_path: Path, prosody: Prosody, pki: Pki, password: str, poli
     video = tmp_path / "person.avi"
     video_of_the_photo(video)
     keys = tmp_path / "recipients"
-    return f"""
-[[drivers]]
-type = "camera"
-id = "cam0"
-source = "simulated"
-uri = "{video}"
-fps = 4.0
-
-[anonymizer]
-models_dir = "{models}"
-detector = "{DETECTOR}"
-labels = "{LABELS}"
-inpaint = "telea"
-threads = 1
-outbox_interval = 0.0
-
+    return (
+        camera_tables(video, models, fps=4.0, outbox_interval=0.0)
+        + f"""
 [keystore]
 backend = "software"
 create_missing = true
@@ -204,6 +191,7 @@ ca_file = "{pki.ca}"
 connect_timeout = 10.0
 iq_timeout = 10.0
 """
+    )
 
 
 @pytest.mark.parametrize("policy", ["signed", "signed+encrypted"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.security.passwords import hash_password
-from tests.anonymizer.kit import DETECTOR, LABELS, make_models_dir, start_agent, video_of_the_photo
+from tests.anonymizer.kit import DETECTOR, camera_tables, make_models_dir, start_agent, video_of_the_photo
 
 PASSWORDS = {"olga": "operator-pass-1", "vic": "viewer-pass-1"}
 
@@ -56,12 +56,7 @@ def status_agent(run_agent):
 
 def camera_toml(models: Path, video: Path, fps: float = 5.0) -> str:
     """A simulated camera replaying a photo of a person, through the real anonymizer (committed detector)."""
-    return (
-        f'[[drivers]]\ntype = "camera"\nid = "cam0"\nsource = "simulated"\nuri = "{video}"\nfps = {fps}\n'
-        f"stats_interval = 0.5\n\n"
-        f'[anonymizer]\nmodels_dir = "{models}"\ndetector = "{DETECTOR}"\nlabels = "{LABELS}"\n'
-        f'inpaint = "telea"\nthreads = 1\nmodel_interval = 0.5\n'
-    )
+    return camera_tables(video, models, fps=fps, model_interval=0.5)
 
 
 @pytest.fixture
