@@ -151,8 +151,8 @@ cmd_bench() {
 
 cmd_lint() {
     setup test,tpm
-    "$VENV/bin/ruff" check agent tests
-    "$VENV/bin/ruff" format --check agent tests
+    "$VENV/bin/ruff" check agent tests models provisioning image
+    "$VENV/bin/ruff" format --check agent tests models provisioning image
 }
 
 # The image steps run as root under `nice` (they share the machine) and each under `timeout` (image/lib.sh).
