@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,9 @@ def parser() -> argparse.ArgumentParser:
     )
     action = p.add_mutually_exclusive_group()
     action.add_argument("--dry-run", action="store_true", help="print the plan; connect to nothing")
-    action.add_argument("--rotate", action="store_true", help="new credentials (XMPP password), then restart")
+    action.add_argument(
+        "--rotate", action="store_true", help="new credentials (XMPP and MQTT passwords), then restart"
+    )
     action.add_argument(
         "--revoke", action="store_true", help="delete the devices' server accounts; mark revoked"
     )
@@ -52,6 +55,9 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Ctrl-C must always stop a run cleanly (a re-run completes it), even when the tool was started from a
+    # shell that ignores SIGINT for background jobs: Python keeps an inherited SIG_IGN otherwise.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.CRITICAL)  # slixmpp's own log lines are not for the operator
     try:
         fleet = load_fleet(args.fleet)
