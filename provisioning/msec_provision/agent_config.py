@@ -1,7 +1,7 @@
 """The device's agent.toml: the fleet's template (drivers, sealing rules, OIDC, security, http) with the
-device id filled in, plus the tables provisioning owns: [agent], [keystore], [soxfire] and the sealing
-recipients' keys. The result is parsed here before it is sent, and checked on the device by the agent
-itself (`msec-agent config check`) before it is installed.
+device id filled in, plus the tables provisioning owns: [agent], [keystore], [soxfire], [mqtt] (when the
+fleet has a broker) and the sealing recipients' keys. The result is parsed here before it is sent, and
+checked on the device by the agent itself (`msec-agent config check`) before it is installed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ from .errors import ProvisioningError
 from .fleet import DeviceSpec, Fleet
 
 XMPP_SECRET = "xmpp-password"  # sealed in the device's TPM; the config names it tpm:xmpp-password
-OWNED_TABLES = ("agent", "keystore", "soxfire")
+MQTT_SECRET = "mqtt-password"  # likewise, when the fleet has an MQTT broker
+OWNED_TABLES = ("agent", "keystore", "soxfire", "integrity")
+# The image's signed manifest (image/overlay/etc/msec-agent/agent.toml, docs/image.md): kept in every
+# provisioned config, or the agent would stop checking its own files after provisioning.
+IMAGE_INTEGRITY: dict[str, Any] = {
+    "manifest": "/opt/msec-agent/image-manifest.json",
+    "trusted_keys": ["/usr/share/msec-agent/keys"],
+    "root": "/opt/msec-agent",
+    "name": "msec-image",
+    "complete": ["venv/lib/python3.11/site-packages/agent"],
+}
 MAX_TEMPLATE_BYTES = 1024 * 1024
 
 
@@ -40,6 +50,10 @@ def table(name: str, values: dict[str, Any]) -> str:
 
 def sox_ca_path(device: DeviceSpec) -> str:
     return posixpath.join(device.profile.config_dir, "sox-ca.pem")
+
+
+def mqtt_ca_path(device: DeviceSpec) -> str:
+    return posixpath.join(device.profile.config_dir, "mqtt-ca.pem")
 
 
 def recipient_path(device: DeviceSpec, name: str) -> str:
@@ -74,6 +88,19 @@ def render(fleet: Fleet, device: DeviceSpec) -> bytes:
         table("keystore", device.keystore),
         table("soxfire", sox),
     ]
+    if device.profile.integrity == "image":
+        parts.append(table("integrity", IMAGE_INTEGRITY))
+    if fleet.mqtt is not None:
+        m = fleet.mqtt
+        mqtt = {
+            "host": m.device_host,
+            "port": m.device_port,
+            "username": device.id,  # the dynamic security client made for this device
+            "password": f"tpm:{MQTT_SECRET}",
+        }
+        parts.append(table("mqtt", mqtt))
+        if m.tls:
+            parts.append(table("mqtt.tls", {"ca_file": mqtt_ca_path(device)} if m.ca_file else {}))
     parts += [
         table(f"sealing.recipients.{name}", {"public_key": recipient_path(device, name)})
         for name in sorted(fleet.recipients)
@@ -109,6 +136,8 @@ def _template(fleet: Fleet, device: DeviceSpec) -> str:
     except tomllib.TOMLDecodeError as error:
         raise ProvisioningError(f"{path}: not valid TOML: {error}") from None
     owned = [name for name in OWNED_TABLES if name in document]
+    if fleet.mqtt is not None and "mqtt" in document:
+        owned.append("mqtt (the fleet has an [mqtt] broker)")
     if isinstance(document.get("sealing"), dict) and "recipients" in document["sealing"]:
         owned.append("sealing.recipients")
     if owned:

@@ -6,6 +6,7 @@ the agent's own configuration. Problems are reported with the key they are about
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,6 +16,7 @@ from typing import Any
 
 from .errors import ProvisioningError
 from .profile import DeviceProfile
+from .wifi import WifiSettings, check_country, check_ssid
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # also an XMPP localpart and a file name
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
@@ -43,6 +45,23 @@ class XmppSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """A Mosquitto broker with the dynamic security plugin; the admin sends its commands."""
+
+    host: str
+    port: int
+    tls: bool
+    ca_file: Path | None  # verifies the broker here, and is installed on the devices
+    admin_username: str
+    admin_password_ref: str
+    device_host: str  # as the device reaches the broker
+    device_port: int
+
+    def admin_password(self) -> str:
+        return resolve_secret(self.admin_password_ref, "mqtt.admin_password")
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     id: str
     host: str
@@ -52,6 +71,7 @@ class DeviceSpec:
     profile: DeviceProfile = field(default_factory=DeviceProfile)  # the fleet's, with the device's overrides
     vars: dict[str, str] = field(default_factory=dict)  # ${name} in the config template
     keystore: dict[str, Any] = field(default_factory=dict)  # [keystore]: the fleet's, with overrides
+    wifi: WifiSettings | None = None  # [wifi]: the fleet's, with the device's overrides
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,7 @@ class Fleet:
     keystore: dict[str, Any]
     recipients: dict[str, Path]
     devices: tuple[DeviceSpec, ...] = field(default=())
+    mqtt: MqttSettings | None = None  # MQTT credentials are made only when the fleet has a broker
 
     @property
     def directory(self) -> Path:
@@ -143,7 +164,8 @@ class _Reader:
 def _name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(
-        {str: "a string", int: "an integer", float: "a number", dict: "a table"}[k] for k in kinds
+        {str: "a string", int: "an integer", float: "a number", dict: "a table", bool: "true or false"}[k]
+        for k in kinds
     )
 
 
@@ -188,12 +210,14 @@ def load_fleet(path: Path) -> Fleet:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) or not isinstance(value, str):
             raise ProvisioningError(f"recipients.{name}: expected name = 'path/to/public-key.pem'")
         recipients[name] = base / value
-    devices = _devices(root._get("devices", list, [], False), profile_table, keystore)
+    mqtt = _mqtt(_Reader(root.table_of("mqtt"), "mqtt"), local) if "mqtt" in document else None
+    wifi = root.table_of("wifi")
+    devices = _devices(root._get("devices", list, [], False), profile_table, keystore, wifi)
     root.done()
     assert inventory is not None and known_hosts is not None and operator_key is not None
     return Fleet(
         path, inventory, known_hosts, operator_key, bootstrap_key, ca_cert, ca_key, template, min_version,
-        timeout, xmpp, keystore, recipients, devices,
+        timeout, xmpp, keystore, recipients, devices, mqtt,
     )  # fmt: skip
 
 
@@ -219,8 +243,59 @@ def _xmpp(table: _Reader, local: Any) -> XmppSettings:
     return settings
 
 
+def _mqtt(table: _Reader, local: Any) -> MqttSettings:
+    host = table.text("host", required=True)
+    ca_file = local(table.text("ca_file"))
+    tls = table._get("tls", bool, ca_file is not None, False)
+    if ca_file is not None and not tls:
+        raise ProvisioningError("mqtt.ca_file: given, but tls = false")
+    port = table.port("port", 8883 if tls else 1883)
+    settings = MqttSettings(
+        host=host,
+        port=port,
+        tls=tls,
+        ca_file=ca_file,
+        admin_username=table.text("admin_username", required=True),
+        admin_password_ref=table.text("admin_password", required=True),
+        device_host=table.text("device_host", host),
+        device_port=table.port("device_port", port),
+    )
+    for name, value in (("host", settings.host), ("device_host", settings.device_host)):
+        if any(c.isspace() for c in value) or "/" in value:
+            raise ProvisioningError(f"mqtt.{name}: expected a host name or an IP address")
+    if not tls and not _loopback(settings.device_host):
+        # The agent's production profile would refuse to start with it: say so now, not at step 7.
+        raise ProvisioningError("mqtt.tls: a broker off the device needs TLS (the agent refuses plain MQTT)")
+    table.done()
+    return settings
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _wifi(table: dict[str, Any], where: str) -> WifiSettings | None:
+    """None without an SSID: Wi-Fi is written only when the fleet (or the device) asks for it."""
+    if not table:
+        return None
+    reader = _Reader(table, where)
+    ssid = check_ssid(reader._get("ssid", str, None, True), f"{where}.ssid")
+    psk = reader.text("psk", required=True)
+    if not re.fullmatch(r"(file|env):.+", psk):
+        raise ProvisioningError(f"{where}.psk: expected a secret reference 'file:/path' or 'env:NAME'")
+    country = reader.text("country")
+    reader.done()
+    return WifiSettings(ssid, psk, None if country is None else check_country(country, f"{where}.country"))
+
+
 def _devices(
-    entries: list[Any], base_profile: dict[str, Any], base_keystore: dict[str, Any]
+    entries: list[Any],
+    base_profile: dict[str, Any],
+    base_keystore: dict[str, Any],
+    base_wifi: dict[str, Any],
 ) -> tuple[DeviceSpec, ...]:
     devices, seen = [], set()
     for number, entry in enumerate(entries):
@@ -266,6 +341,10 @@ def _devices(
                 profile,
                 variables,
                 {**base_keystore, **reader.table_of("keystore")},
+                _wifi(
+                    {**base_wifi, **reader.table_of("wifi")},
+                    "wifi" if "wifi" not in entry else f"{where}.wifi",
+                ),
             )
         )
         reader.done()

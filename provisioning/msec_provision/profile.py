@@ -29,7 +29,19 @@ class DeviceProfile:
     authorized_keys: str = "/root/.ssh/authorized_keys"
     sshd_dropin: str = "/etc/ssh/sshd_config.d/50-msec-provisioned.conf"
     sshd_reload_command: str = "systemctl reload ssh"
+    # Wi-Fi is the OS's (Debian bookworm, systemd-networkd): wpa_supplicant@wlan0 reads this file.
+    wifi_config: str = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
+    wifi_network: str = "/etc/systemd/network/80-msec-wlan0.network"  # DHCP on wlan0
+    # --no-block: a device whose wlan0 is not there (yet) must not hang the run waiting for it.
+    wifi_apply_command: str = (
+        "systemctl enable wpa_supplicant@wlan0.service && "
+        "systemctl restart --no-block wpa_supplicant@wlan0.service && networkctl reload"
+    )
     environment: dict[str, str] = field(default_factory=dict)  # set for every device command
+    # "image": the agent.toml gets the image's [integrity] table (agent_config.IMAGE_INTEGRITY), so the
+    # provisioned agent keeps checking its signed files at every start; "off": a device without the image's
+    # manifest (a development install). Provisioning owns the table: a template cannot drop or change it.
+    integrity: str = "image"
 
     @property
     def config_dir(self) -> str:
@@ -59,7 +71,16 @@ class DeviceProfile:
             else:
                 values[name] = value
         profile = cls(**values)
-        for name in ("config_path", "state_dir", "authorized_keys", "sshd_dropin"):
+        if profile.integrity not in ("image", "off"):
+            raise ProvisioningError(f'{where}.integrity: expected "image" or "off"')
+        for name in (
+            "config_path",
+            "state_dir",
+            "authorized_keys",
+            "sshd_dropin",
+            "wifi_config",
+            "wifi_network",
+        ):
             if not posixpath.isabs(getattr(profile, name)):
                 raise ProvisioningError(f"{where}.{name}: expected an absolute path on the device")
         return profile

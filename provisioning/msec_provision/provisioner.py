@@ -23,13 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.security.verify import Verdict, verify_record
 
-from . import agent_config
-from .agent_config import XMPP_SECRET
+from . import agent_config, wifi
+from .agent_config import MQTT_SECRET, XMPP_SECRET
 from .device import Device, KeysState
 from .errors import ProvisioningError
-from .fleet import DeviceSpec, Fleet
+from .fleet import DeviceSpec, Fleet, resolve_secret
 from .identity import FleetCa, check_csr, key_fingerprint, load_public_key
 from .inventory import PROVISIONED, PROVISIONING, REVOKED, Inventory, now_text
+from .mqtt import DynamicSecurity, role_name
 from .ssh import DeviceShell
 from .xmpp import AccountExists, Xmpp
 
@@ -70,6 +71,7 @@ class Provisioner:
         self.fleet, self.options, self.report = fleet, options, report
         self.inventory = Inventory(fleet.inventory)
         self.xmpp = Xmpp(fleet.xmpp)
+        self.mqtt = DynamicSecurity(fleet.mqtt) if fleet.mqtt is not None else None
         self.ca = FleetCa.load(fleet.ca_cert, fleet.ca_key) if fleet.ca_cert and fleet.ca_key else None
         self.operator_public = self._operator_public_key()
         self.control_dir = Path(tempfile.mkdtemp(prefix="msec-ssh-"))  # short: a socket path is ≤ 108 bytes
@@ -141,9 +143,17 @@ class Provisioner:
                 await self.xmpp.delete_user(admin, jid)
 
         asyncio.run(remove())
+        changes = ["account deleted"]
+        if self.mqtt is not None:
+            gone = self.mqtt.delete_device(spec.id)
+            changes.append(f"MQTT {', '.join(gone) or 'client already gone'}")
         self.inventory.update(spec.id, status=REVOKED, revoked=now_text(), step="revoked")
-        self.report(f"{spec.id}: XMPP account {jid} deleted, node affiliations removed, inventory: revoked")
-        return Outcome(spec.id, "revoked", ["account deleted"], "", time.monotonic() - started, "revoke")
+        self.report(
+            f"{spec.id}: XMPP account {jid} deleted, node affiliations removed"
+            + (f", {changes[-1]}" if self.mqtt is not None else "")
+            + ", inventory: revoked"
+        )
+        return Outcome(spec.id, "revoked", changes, "", time.monotonic() - started, "revoke")
 
     def plan(self, spec: DeviceSpec) -> list[str]:
         f, p = self.fleet, spec.profile
@@ -162,8 +172,22 @@ class Provisioner:
             f"sealed as tpm:{XMPP_SECRET}; "
             f"account {jid} (XEP-0077; repaired with XEP-0133 by {f.xmpp.admin_jid}); "
             f"nodes {', '.join(spec.providers)} _meta/_data owned by the device",
+        ]
+        if f.mqtt is not None:  # one line per step: the MQTT client is part of step 4
+            lines[-1] += (
+                f"; MQTT client {spec.id} at {f.mqtt.host}:{f.mqtt.port} (dynamic security, by "
+                f"{f.mqtt.admin_username}), role {role_name(spec.id)}: publish msec/{spec.id}/# only, "
+                f"password sealed as tpm:{MQTT_SECRET}"
+            )
+        wifi_plan = (
+            f"; Wi-Fi {p.wifi_config} (0600, SSID {spec.wifi.ssid!r}, derived PSK) and {p.wifi_network}, "
+            f"then {p.wifi_apply_command} when changed"
+            if spec.wifi is not None
+            else ""
+        )
+        lines += [
             f"config    {p.config_path} from {f.config_template or 'no template'}; "
-            "msec-agent config check; atomic rename",
+            "msec-agent config check; atomic rename" + wifi_plan,
             f"ssh       {p.authorized_keys} := the operator key; {p.sshd_dropin} (no passwords); "
             f"{p.sshd_reload_command}",
             f"agent     chown -R {p.state_owner} {p.state_dir}; {p.enable_command}; "
@@ -338,6 +362,28 @@ class _Run:
         elif fresh:
             self.changed("XMPP password sealed")
         self.say(f"{jid}: {how}; password sealed in the TPM as tpm:{XMPP_SECRET}")
+        if self.owner.mqtt is not None:
+            self.mqtt_credentials(self.owner.mqtt)
+
+    def mqtt_credentials(self, mqtt: DynamicSecurity) -> None:
+        """As for XMPP: the password is sealed first, then the broker is made to match it."""
+        fresh = self.owner.options.rotate or MQTT_SECRET not in self.keys.sealed
+        if fresh:
+            self.needs_restart()
+            password = secrets.token_urlsafe(24)
+            self.device.seal(MQTT_SECRET, password)
+        else:
+            password = self.device.unseal(MQTT_SECRET)
+        changes = mqtt.ensure_device(self.spec.id, password)
+        if changes:
+            self.changed(f"MQTT client {', '.join(changes)}")
+            self.needs_restart()
+        elif fresh:
+            self.changed("MQTT password sealed")
+        self.say(
+            f"MQTT client {self.spec.id}: {', '.join(changes) or 'unchanged'}; publish msec/{self.spec.id}/# "
+            f"only; password sealed in the TPM as tpm:{MQTT_SECRET}"
+        )
 
     # 5
     def config(self) -> None:
@@ -348,6 +394,12 @@ class _Run:
                 files[agent_config.sox_ca_path(self.spec)] = self.fleet.xmpp.ca_file.read_bytes()
             except OSError as error:
                 raise ProvisioningError(f"xmpp.ca_file: cannot read: {error.strerror}") from None
+        mqtt = self.fleet.mqtt
+        if mqtt is not None and mqtt.ca_file is not None:
+            try:
+                files[agent_config.mqtt_ca_path(self.spec)] = mqtt.ca_file.read_bytes()
+            except OSError as error:
+                raise ProvisioningError(f"mqtt.ca_file: cannot read: {error.strerror}") from None
         for name, data in agent_config.recipient_keys(self.fleet).items():
             files[agent_config.recipient_path(self.spec, name)] = data
         for path, data in files.items():
@@ -355,6 +407,8 @@ class _Run:
                 shell.write_file(path, data, 0o644)
                 self.changed(f"installed {path}")
                 self.needs_restart()
+        if self.spec.wifi is not None:
+            self.write_wifi(self.spec.wifi)
         text = agent_config.render(self.fleet, self.spec)
         if shell.read_file(profile.config_path) == text:
             self.say(f"{profile.config_path} unchanged")
@@ -368,6 +422,29 @@ class _Run:
         self.changed("agent.toml")
         self.needs_restart()
         self.say(f"{profile.config_path} checked by the device and installed")
+
+    def write_wifi(self, settings: wifi.WifiSettings) -> None:
+        """The OS's Wi-Fi (not the agent's): written whole when it differs, then applied once."""
+        profile, shell = self.spec.profile, self.shell
+        passphrase = resolve_secret(settings.psk_ref, "wifi.psk")
+        psk = wifi.derive_psk(settings.ssid, passphrase, "wifi.psk")
+        wanted = {
+            profile.wifi_config: (wifi.supplicant_config(settings, psk), 0o600),  # the PSK opens the network
+            profile.wifi_network: (wifi.NETWORK_UNIT.encode(), 0o644),
+        }
+        changed = False
+        for path, (data, mode) in wanted.items():
+            if shell.read_file(path) != data or not self._has_mode(path, mode):
+                shell.write_file(path, data, mode)
+                changed = True
+        if changed:
+            shell.run(shell.command(profile.wifi_apply_command), what="apply the Wi-Fi settings", timeout=60)
+            self.changed("Wi-Fi")
+        self.say(f"Wi-Fi {settings.ssid!r} on wlan0: {'written and applied' if changed else 'unchanged'}")
+
+    def _has_mode(self, path: str, mode: int) -> bool:
+        result = self.shell.run(f"stat -c %a {shlex.quote(path)}", check=False, what=f"mode of {path}")
+        return result.returncode == 0 and result.stdout.decode().strip() == f"{mode:o}"
 
     # 6
     def ssh_access(self) -> None:

@@ -13,17 +13,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.northbound.mqtt.broker import Consumer, Mosquitto, make_pki, mosquitto_available
+from tests.northbound.mqtt.conftest import start_broker
 from tests.northbound.soxfire.conftest import pki, prosody_factory  # noqa: F401  (fixtures)
 from tests.northbound.soxfire.prosody import Prosody
 from tests.northbound.soxfire.prosody import available as prosody_available
@@ -181,6 +186,7 @@ class Fleet:
                 **self.settings.get("xmpp", {}),
             },
             "recipients": {"city": "recipients/city.pem"},
+            **{name: self.settings[name] for name in ("mqtt", "wifi") if name in self.settings},
         }
         (self.root / "admin.pass").write_text(ADMIN_PASSWORD + "\n")
         lines = []
@@ -224,6 +230,35 @@ class Fleet:
             tpm.stop()
 
 
+def publish_as(port: int, username: str, password: str, topic: str) -> str:
+    """One QoS 1 PUBLISH by MQTT 5: "accepted", the PUBACK's refusal ("Not authorized"), or the CONNACK's."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{username}", protocol=paho.MQTTv5)
+    client.username_pw_set(username, password)
+    outcome: list[str] = []
+    done = threading.Event()
+
+    def on_connect(c, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            outcome.append(f"connect: {reason}")
+            done.set()
+        else:
+            c.publish(topic, b"probe", qos=1)
+
+    def on_publish(c, userdata, mid, reason, properties) -> None:
+        outcome.append(str(reason) if reason.is_failure else "accepted")  # or "No matching subscribers"
+        done.set()
+
+    client.on_connect, client.on_publish = on_connect, on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert done.wait(10), "no PUBACK / CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return outcome[0]
+
+
 @pytest.fixture
 def xmpp_server(prosody_factory: Callable[..., Prosody]) -> Prosody:  # noqa: F811
     return prosody_factory(registration=True, admin_commands=True).start()
@@ -238,6 +273,24 @@ def fleet(tmp_path: Path, xmpp_server: Prosody, pki: Any, session_bus: SessionBu
     made = Fleet(tmp_path / "operator", xmpp_server, pki.ca, session_bus)
     yield made
     made.close()
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real Mosquitto with a dynamic security listener (`.dynamic_security`) and an anonymous one."""
+    if not mosquitto_available():
+        pytest.skip("MQTT provisioning tests need mosquitto")
+    broker = start_broker(tmp_path / "mqtt", make_pki(tmp_path / "mqtt-pki"), dynamic_security=True)
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture
+def mqtt_watcher(mqtt_broker: Mosquitto) -> Iterator[Consumer]:
+    """Another client of the broker, on its anonymous listener: sees every topic the broker let through."""
+    watcher = Consumer(mqtt_broker.port, "#", client_id="watcher")
+    yield watcher
+    watcher.close()
 
 
 @pytest.fixture

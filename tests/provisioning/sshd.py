@@ -193,4 +193,5 @@ class DeviceHost:
             "sshd_dropin": str(self.etc / "ssh/sshd_config.d/50-msec-provisioned.conf"),
             "sshd_reload_command": self.reload_command,
             "environment": environment,
+            "integrity": "off",  # the temporary prefix has no signed image manifest
         }

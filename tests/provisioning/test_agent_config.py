@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from msec_provision import agent_config
 from msec_provision.errors import ProvisioningError
-from msec_provision.fleet import DeviceSpec, Fleet, load_fleet
+from msec_provision.fleet import DeviceSpec, Fleet, MqttSettings, load_fleet
 
 from agent.app import extensions
 from agent.core.config import load_config
@@ -63,6 +63,15 @@ def test_rendered_config_is_what_the_agent_accepts(fleet: Fleet, tmp_path: Path)
     assert f'ca_file = "{tmp_path}/etc/sox-ca.pem"' in rendered
     assert f'public_key = "{tmp_path}/etc/recipients/city.pem"' in rendered
     assert 'provider = "truck-7"' in rendered
+    # The image's signed-manifest check survives provisioning: the agent keeps checking its files.
+    integrity = config.section("integrity")
+    assert integrity is not None and integrity.manifest == "/opt/msec-agent/image-manifest.json"
+
+
+def test_a_device_without_the_image_manifest_gets_no_integrity_table(fleet: Fleet) -> None:
+    spec = device(fleet)
+    spec = replace(spec, profile=replace(spec.profile, integrity="off"))
+    assert b"[integrity]" not in agent_config.render(fleet, spec)
 
 
 def test_keys_config_has_only_what_the_keys_commands_need(fleet: Fleet) -> None:
@@ -77,6 +86,7 @@ def test_keys_config_has_only_what_the_keys_commands_need(fleet: Fleet) -> None:
         ("[agent]\ndevice_id = 'evil'\n", "must not set agent"),
         ("[soxfire]\njid = 'x@y'\n", "must not set soxfire"),
         ("[sealing.recipients.x]\npublic_key = '/k'\n", "must not set sealing.recipients"),
+        ("[integrity]\nmanifest = '/m'\n", "must not set integrity"),
         ("listen = '${nope}'\n", "unknown or malformed placeholder"),
         ("listen = '$'\n", "unknown or malformed placeholder"),
         ("[http\n", "not valid TOML"),
@@ -118,3 +128,43 @@ def test_recipients_must_be_public_keys(fleet: Fleet, tmp_path: Path) -> None:
     (tmp_path / "city.pem").unlink()
     with pytest.raises(ProvisioningError, match="cannot read"):
         agent_config.recipient_keys(fleet)
+
+
+def with_mqtt(fleet: Fleet, tmp_path: Path, *, tls: bool = True) -> Fleet:
+    mqtt = MqttSettings(
+        "mqtt.example.org",
+        8883,
+        tls,
+        tmp_path / "mqtt-ca.pem" if tls else None,
+        "op",
+        "env:X",
+        "10.0.0.1",
+        8883,
+    )
+    return replace(fleet, mqtt=mqtt)
+
+
+def test_mqtt_table_names_the_device_client_and_its_sealed_password(fleet: Fleet, tmp_path: Path) -> None:
+    text = agent_config.render(with_mqtt(fleet, tmp_path), device(fleet))
+    (tmp_path / "etc/recipients").mkdir(parents=True)
+    path = tmp_path / "etc/agent.toml"
+    path.write_bytes(text)
+    config = load_config(path, extensions())  # the agent's own loader, production profile: TLS off-host
+    section = config.section("mqtt")
+    rendered = text.decode()
+    assert (
+        '[mqtt]\nhost = "10.0.0.1"\nport = 8883\nusername = "truck-7"\npassword = "tpm:mqtt-password"\n'
+        in rendered
+    )
+    assert section is not None and section.model_dump()["username"] == "truck-7"
+    assert section.model_dump()["tls"]["ca_file"] == f"{tmp_path}/etc/mqtt-ca.pem"
+
+
+def test_a_template_must_not_set_mqtt_when_the_fleet_has_a_broker(fleet: Fleet, tmp_path: Path) -> None:
+    assert fleet.config_template is not None
+    fleet.config_template.write_text(TEMPLATE + '\n[mqtt]\nhost = "elsewhere"\n')
+    assert (
+        "[mqtt]" in agent_config.render(fleet, device(fleet)).decode()
+    )  # no broker in the fleet: the template's
+    with pytest.raises(ProvisioningError, match=r"must not set mqtt \(the fleet has an \[mqtt\] broker\)"):
+        agent_config.render(with_mqtt(fleet, tmp_path), device(fleet))

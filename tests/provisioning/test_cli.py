@@ -80,3 +80,26 @@ def test_summary_table() -> None:
     assert lines[2].split()[:3] == ["truck-7", "provisioned", "12.3"] and "agent restarted" in lines[2]
     assert "host unreachable (check it)" in lines[3]  # one line per device
     assert lines[4].endswith("no change")
+
+
+def test_dry_run_plans_mqtt_credentials_and_wifi(tmp_path: Path) -> None:
+    text = FLEET.replace(
+        "[[devices]]",
+        '[mqtt]\nhost = "127.0.0.1"\nport = 1884\nadmin_username = "operator"\n'
+        'admin_password = "env:NOT_NEEDED_FOR_A_PLAN"\n\n'
+        '[wifi]\nssid = "depot"\npsk = "env:NOT_NEEDED_EITHER"\n\n[[devices]]',
+        1,
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "provisioning/provision"), str(fleet_file(tmp_path, text)), "--dry-run"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "4/8 creds" in out and "MQTT client truck-7 at 127.0.0.1:1884" in out
+    assert "msec-device-truck-7: publish msec/truck-7/# only, password sealed as tpm:mqtt-password" in out
+    assert (
+        "5/8 config" in out
+        and "Wi-Fi /etc/wpa_supplicant/wpa_supplicant-wlan0.conf (0600, SSID 'depot'" in out
+    )
+    assert "9/8" not in out and "6/8 ssh" in out

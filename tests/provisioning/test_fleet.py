@@ -140,3 +140,77 @@ def test_secrets_are_references_and_never_echoed(tmp_path: Path, monkeypatch: py
     assert resolve_secret(f"file:{tmp_path / 'pass'}", "x") == "from-file"
     with pytest.raises(ProvisioningError, match="cannot read"):
         resolve_secret(f"file:{tmp_path / 'nope'}", "x")
+
+
+def test_mqtt_and_wifi_tables(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "[profile]",
+        '[mqtt]\nhost = "mqtt.example.org"\nca_file = "ca/mqtt.pem"\nadmin_username = "operator"\n'
+        'admin_password = "env:MQTT_ADMIN"\ndevice_host = "10.0.0.1"\n\n'
+        '[wifi]\nssid = "field-net"\npsk = "env:WIFI_PSK"\ncountry = "JP"\n\n[profile]',
+    ).replace('vars = { http_port = "8080" }', 'vars = { http_port = "8080" }\nwifi = { ssid = "depot" }')
+    fleet = load_fleet(write(tmp_path, text))
+    mqtt = fleet.mqtt
+    assert mqtt is not None and mqtt.tls and mqtt.port == 8883 and mqtt.ca_file == tmp_path / "ca/mqtt.pem"
+    assert (mqtt.device_host, mqtt.device_port) == ("10.0.0.1", 8883)
+    seven, eight = fleet.devices
+    assert seven.wifi is not None and (seven.wifi.ssid, seven.wifi.country) == ("depot", "JP")
+    assert eight.wifi is not None and eight.wifi.ssid == "field-net" and eight.wifi.psk_ref == "env:WIFI_PSK"
+    plain = load_fleet(write(tmp_path, GOOD))
+    assert plain.mqtt is None and all(d.wifi is None for d in plain.devices)
+    bare = GOOD.replace(
+        "[profile]",
+        '[mqtt]\nhost = "127.0.0.1"\nadmin_username = "a"\nadmin_password = "env:A"\n\n[profile]',
+    )
+    assert (load_fleet(write(tmp_path, bare)).mqtt or mqtt).port == 1883  # no TLS asked: 1883
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[mqtt]\nadmin_username = "a"\nadmin_password = "env:A"', "mqtt.host: missing"),
+        ('[mqtt]\nhost = "b"\nadmin_password = "env:A"', "mqtt.admin_username: missing"),
+        (
+            '[mqtt]\nhost = "b"\nadmin_username = "a"\nadmin_password = "env:A"\ntls = "yes"',
+            "mqtt.tls: expected true or false",
+        ),
+        (
+            '[mqtt]\nhost = "b"\nadmin_username = "a"\nadmin_password = "env:A"\nport = 0',
+            "mqtt.port: expected a port",
+        ),
+        (
+            '[mqtt]\nhost = "b c"\nadmin_username = "a"\nadmin_password = "env:A"',
+            "mqtt.host: expected a host",
+        ),
+        (
+            '[mqtt]\nhost = "b"\nadmin_username = "a"\nadmin_password = "env:A"\nca_file = "x"\ntls = false',
+            "mqtt.ca_file: given, but tls = false",
+        ),
+        (
+            '[mqtt]\nhost = "b"\nadmin_username = "a"\nadmin_password = "env:A"\ntls = true\nusername = "u"',
+            "mqtt: unknown key(s) username",
+        ),
+        (
+            '[mqtt]\nhost = "mqtt.example.org"\nadmin_username = "a"\nadmin_password = "env:A"',
+            "mqtt.tls: a broker off the device needs TLS",
+        ),
+        ('[wifi]\nssid = ""\npsk = "env:P"', "wifi.ssid: must not be empty"),
+        ('[wifi]\nssid = "' + "s" * 33 + '"\npsk = "env:P"', "wifi.ssid: 33 bytes"),
+        ('[wifi]\nssid = "a\\u0007b"\npsk = "env:P"', "wifi.ssid: control characters"),
+        ('[wifi]\nssid = "net"', "wifi.psk: missing"),
+        ('[wifi]\nssid = "net"\npsk = "hunter22-inline"', "wifi.psk: expected a secret reference"),
+        ('[wifi]\nssid = "net"\npsk = "env:P"\ncountry = "Japan"', "wifi.country: expected a two-letter"),
+        ('[wifi]\nssid = "net"\npsk = "env:P"\nchannel = 6', "wifi: unknown key(s) channel"),
+    ],
+)
+def test_bad_mqtt_and_wifi_tables(tmp_path: Path, table: str, message: str) -> None:
+    error = error_of(tmp_path, GOOD.replace("[profile]", f"{table}\n\n[profile]"))
+    assert message in error
+    assert "hunter22" not in error
+
+
+def test_a_device_wifi_override_is_checked_under_its_own_name(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        'vars = { http_port = "8080" }', 'vars = { http_port = "8080" }\nwifi = { ssid = "" }'
+    )
+    assert "devices[0].wifi.ssid: must not be empty" in error_of(tmp_path, text)

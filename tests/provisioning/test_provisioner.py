@@ -5,30 +5,37 @@ re-run (no change), rotate, revoke; and the faults, each followed by the re-run 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from msec_provision.fleet import XmppSettings
 from msec_provision.xmpp import Xmpp
 
+from agent.northbound.mqtt import read_message
 from agent.security.verify import verify_record
+from tests.northbound.mqtt.broker import Consumer, Mosquitto
+from tests.northbound.mqtt.conftest import wait_until
 from tests.northbound.soxfire.keio_client import KeioSubscriber
 
-from .conftest import TEMPLATE, Fleet
+from .conftest import TEMPLATE, Fleet, publish_as
+
+WIFI_SSID, WIFI_PASSPHRASE = 'M-Sec field "net" é', "correct horse battery staple"
 
 
-def unseal(fleet: Fleet, device_id: str) -> str:
-    """The sealed XMPP password, read the way the device reads it (its CLI, its TPM)."""
+def unseal(fleet: Fleet, device_id: str, name: str = "xmpp-password") -> str:
+    """A sealed password, read the way the device reads it (its CLI, its TPM)."""
     host = fleet.devices[device_id]
     keys = host.state_dir / "provisioning/keys.toml"
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "keys", "--config", str(keys), "unseal", "xmpp-password"],
+        [sys.executable, "-m", "agent", "keys", "--config", str(keys), "unseal", name],
         capture_output=True, text=True, check=True, env={**os.environ, "TSS2_LOG": "all+none"},
     )  # fmt: skip
     return result.stdout.strip()
@@ -70,9 +77,52 @@ def observe_verified_publish(fleet: Fleet, device_id: str) -> int:
     return asyncio.run(watch())
 
 
-def test_provision_rerun_rotate_revoke(fleet: Fleet) -> None:
+def add_mqtt_and_wifi(fleet: Fleet, broker: Mosquitto, device_id: str) -> dict[str, Path]:
+    """The fleet's broker (dynamic security listener) and Wi-Fi; the device's OS paths in its prefix."""
+    security = broker.dynamic_security  # type: ignore[attr-defined]
+    (fleet.root / "mqtt-admin.pass").write_text(security.admin_password + "\n")
+    (fleet.root / "wifi.pass").write_text(WIFI_PASSPHRASE + "\n")
+    fleet.settings["mqtt"] = {
+        "host": "127.0.0.1",
+        "port": security.port,
+        "admin_username": security.admin_username,
+        "admin_password": f"file:{fleet.root / 'mqtt-admin.pass'}",
+    }
+    fleet.settings["wifi"] = {"ssid": WIFI_SSID, "psk": f"file:{fleet.root / 'wifi.pass'}", "country": "JP"}
+    host = fleet.devices[device_id]
+    paths = {
+        "wifi_config": host.etc / "wpa_supplicant/wpa_supplicant-wlan0.conf",
+        "wifi_network": host.etc / "systemd/network/80-msec-wlan0.network",
+        "applied": host.prefix / "wifi-applied",
+    }
+    fleet.entries[device_id]["profile"].update(
+        wifi_config=str(paths["wifi_config"]),
+        wifi_network=str(paths["wifi_network"]),
+        wifi_apply_command=f"echo applied >> {paths['applied']}",
+    )
+    fleet.write()
+    return paths
+
+
+def test_provision_rerun_rotate_revoke(fleet: Fleet, mqtt_broker: Mosquitto, mqtt_watcher: Consumer) -> None:
     host = fleet.add_device("truck-1")
     jid = f"truck-1@{fleet.prosody.domain}"
+    wifi = add_mqtt_and_wifi(fleet, mqtt_broker, "truck-1")
+    mqtt_port = mqtt_broker.dynamic_security.port  # type: ignore[attr-defined]
+    watcher = mqtt_watcher
+
+    for bad, problem in (
+        ("", "must not be empty"),
+        ("x" * 33, "33 bytes"),
+        ("lab\tnet", "control characters"),
+    ):
+        fleet.settings["wifi"]["ssid"] = bad
+        fleet.write()
+        refused = fleet.run()
+        assert refused.returncode == 2 and f"wifi.ssid: {problem}" in refused.stderr, refused.stderr
+        assert "truck-1" not in fleet.inventory  # refused before anything was done
+    fleet.settings["wifi"]["ssid"] = WIFI_SSID
+    fleet.write()
 
     first = fleet.run()
     assert first.returncode == 0, first.stdout + first.stderr
@@ -105,11 +155,39 @@ def test_provision_rerun_rotate_revoke(fleet: Fleet) -> None:
     ).stdout
     assert "passwordauthentication no" in effective
 
+    # MQTT: the agent publishes under its own client (the broker logs its user name), and its records,
+    # received by another client of the broker, verify with the recorded identity.
+    identity = serialization.load_pem_public_key(pem)
+    wait_until(lambda: len(watcher.data()) >= 3, 30, "no MQTT records from the device")
+    for message in watcher.data()[:3]:
+        assert message.topic.startswith("msec/truck-1/")
+        received = read_message(message.payload, message.properties.UserProperty, "")
+        assert verify_record(received.payload, identities={"truck-1": identity}).ok  # type: ignore[dict-item]
+    assert "as truck-1 (p5" in mqtt_broker.log.read_text() and "u'truck-1'" in mqtt_broker.log.read_text()
+    mqtt_password = unseal(fleet, "truck-1", "mqtt-password")
+    assert 'username = "truck-1"\npassword = "tpm:mqtt-password"' in config and mqtt_password not in config
+    assert mqtt_password not in first.stdout + first.stderr + (fleet.root / "devices.json").read_text()
+    probe = "truck-1"  # the device's credentials, used by a second client: the broker keeps it in its prefix
+    assert publish_as(mqtt_port, probe, mqtt_password, "msec/truck-1/probe/x/y") == "accepted"
+    assert publish_as(mqtt_port, probe, mqtt_password, "msec/truck-2/sim/gps/lat") == "Not authorized"
+    # Wi-Fi: the OS's files, the PSK derived (802.11i), never the passphrase; applied once.
+    supplicant = wifi["wifi_config"].read_text()
+    psk = hashlib.pbkdf2_hmac("sha1", WIFI_PASSPHRASE.encode(), WIFI_SSID.encode(), 4096, 32).hex()
+    assert f"\tssid={WIFI_SSID.encode().hex()}\n" in supplicant and f"\tpsk={psk}\n" in supplicant
+    assert "country=JP\n" in supplicant and "key_mgmt=WPA-PSK" in supplicant
+    assert oct(wifi["wifi_config"].stat().st_mode & 0o777) == "0o600"
+    assert "Name=wlan0" in wifi["wifi_network"].read_text()
+    assert wifi["applied"].read_text() == "applied\n"
+    for place in (first.stdout, first.stderr, (fleet.root / "devices.json").read_text(), supplicant):
+        assert WIFI_PASSPHRASE not in place
+
     pid = host.agent_pid()
     again = fleet.run()
     assert again.returncode == 0, again.stdout + again.stderr
     assert "truck-1  unchanged" in again.stdout
     assert host.agent_pid() == pid  # nothing changed, so no restart
+    assert "MQTT client truck-1: unchanged" in again.stdout and "unchanged" in again.stdout
+    assert wifi["applied"].read_text() == "applied\n" and wifi["wifi_config"].read_text() == supplicant
 
     rotated = fleet.run("--rotate")
     assert rotated.returncode == 0, rotated.stdout + rotated.stderr
@@ -119,13 +197,21 @@ def test_provision_rerun_rotate_revoke(fleet: Fleet) -> None:
     assert can_login(fleet, jid, new_password) and not can_login(fleet, jid, password)
     assert host.agent_pid() != pid
     assert fleet.inventory["truck-1"]["key_fingerprint"] == entry["key_fingerprint"]  # same identity
+    new_mqtt_password = unseal(fleet, "truck-1", "mqtt-password")
+    assert new_mqtt_password != mqtt_password
+    assert publish_as(mqtt_port, probe, mqtt_password, "msec/truck-1/x") == "connect: Not authorized"
+    seen = len(watcher.data())
+    wait_until(lambda: len(watcher.data()) > seen + 2, 30, "the restarted agent does not publish by MQTT")
 
     revoked = fleet.run("--revoke")
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert fleet.inventory["truck-1"]["status"] == "revoked"
     assert not can_login(fleet, jid, new_password)
+    assert "MQTT client deleted, role deleted" in revoked.stdout
+    assert publish_as(mqtt_port, probe, new_mqtt_password, "msec/truck-1/x") == "connect: Not authorized"
     again_revoked = fleet.run("--revoke")  # idempotent
     assert again_revoked.returncode == 0, again_revoked.stdout + again_revoked.stderr
+    assert "MQTT client already gone" in again_revoked.stdout
 
 
 def test_interrupted_run_completes_with_one_identity_and_refuses_a_second_id(fleet: Fleet) -> None:

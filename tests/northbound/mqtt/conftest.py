@@ -1,12 +1,19 @@
-"""Fixtures: a real Mosquitto per test (broker.py), consumers, and a publisher under a real Supervisor."""
+"""Fixtures: a real Mosquitto per test (broker.py), consumers, and a publisher under a real Supervisor.
+
+`make_broker(dynamic_security=True)` adds a listener with Mosquitto's dynamic security plugin (the broker's
+`dynamic_security` attribute: its port and admin account), as provisioning uses it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,7 @@ from agent.core.runtime import Backoff, Health, Supervisor
 from agent.northbound.mqtt import MqttPublisher, MqttSection, create_mqtt_publisher
 from agent.security.sealer import Sealer
 
-from .broker import Consumer, Mosquitto, Pki, make_pki, mosquitto_available
+from .broker import Consumer, Mosquitto, Pki, _listening, free_port, make_pki, mosquitto_available
 
 DEVICE = "test-truck"
 
@@ -27,6 +34,60 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
+@dataclass(frozen=True)
+class DynamicSecurity:
+    """The plugin's listener (no anonymous access) and its admin (the dynsec `admin` role)."""
+
+    port: int
+    admin_username: str
+    admin_password: str
+    config_file: Path
+
+
+def dynamic_security_plugin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so"))  # Debian's multiarch path
+    return found[0] if found else None
+
+
+def add_dynamic_security(broker: Mosquitto) -> DynamicSecurity:
+    """Before start(): one more listener, on which the plugin authenticates and authorizes every client
+    (per_listener_settings: the other listeners keep their own rules). Its config file is made by
+    Mosquitto's own `mosquitto_ctrl dynsec init`."""
+    plugin = dynamic_security_plugin()
+    if plugin is None:
+        pytest.fail("mosquitto_dynamic_security.so not found (Debian: apt-get install mosquitto)")
+    security = DynamicSecurity(
+        free_port(), "operator", "operator-admin-pass", broker.directory / "dynamic-security.json"
+    )
+    subprocess.run(
+        ["mosquitto_ctrl", "dynsec", "init", str(security.config_file), security.admin_username,
+         security.admin_password],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with broker.config.open("a") as config:
+        config.write(
+            f"listener {security.port} 127.0.0.1\nallow_anonymous false\n"
+            f"plugin {plugin}\nplugin_opt_config_file {security.config_file}\n"
+        )
+    broker.dynamic_security = security  # type: ignore[attr-defined]
+    return security
+
+
+def start_broker(directory: Path, pki: Pki, *, dynamic_security: bool = False, **options: Any) -> Mosquitto:
+    broker = Mosquitto(directory, pki, **options)
+    security = add_dynamic_security(broker) if dynamic_security else None
+    broker.start()
+    deadline = time.monotonic() + 10
+    while security is not None and not _listening(security.port):
+        if time.monotonic() > deadline:
+            broker.kill()
+            raise RuntimeError(
+                f"the dynamic security listener did not open: {broker.log.read_text()[-2000:]}"
+            )
+        time.sleep(0.02)
+    return broker
+
+
 @pytest.fixture
 def make_broker(tmp_path: Path, pki: Pki) -> Iterator[Callable[..., Mosquitto]]:
     if not mosquitto_available():
@@ -34,7 +95,7 @@ def make_broker(tmp_path: Path, pki: Pki) -> Iterator[Callable[..., Mosquitto]]:
     brokers: list[Mosquitto] = []
 
     def make(**options: Any) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"broker{len(brokers)}", pki, **options).start()
+        broker = start_broker(tmp_path / f"broker{len(brokers)}", pki, **options)
         brokers.append(broker)
         return broker
 
