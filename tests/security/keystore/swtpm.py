@@ -8,12 +8,15 @@ loopback and a bus socket in a temporary directory; no system service is touched
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 TOOLS = ("swtpm", "tpm2-abrmd", "dbus-daemon")
 
@@ -170,3 +173,20 @@ class Swtpm:
         """Power-cycle the simulated TPM, keeping its NV state (persistent keys survive, like a reboot)."""
         self.stop()
         self.start()
+
+
+def run_steps_in_child(module: str, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs `python -m <module> <steps as JSON>` in a fresh interpreter, without the parent's OpenSSL
+    provider settings: the tpm2 provider is process-wide once enabled, so each TPM-TLS scenario needs its own
+    process. The child prints one JSON line per result."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENSSL_CONF", "TPM2OPENSSL_TCTI")}
+    done = subprocess.run(
+        [sys.executable, "-m", module, json.dumps(steps)],
+        cwd=Path(__file__).resolve().parents[3],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

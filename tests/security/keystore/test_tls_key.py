@@ -14,7 +14,6 @@ import datetime
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from agent.security.keystore import KeystoreConfig, open_keystore
 from agent.security.keystore.tls_key import TSS2_PEM_LABEL, create_tls_key, is_tss2_blob
 from tests.northbound.mqtt.broker import Consumer, Mosquitto, Pki, mosquitto_available
 
-from .swtpm import Swtpm
+from .swtpm import Swtpm, run_steps_in_child
 
 ROOT = Path(__file__).resolve().parents[3]
 DEVICE = "test-truck"
@@ -122,19 +121,7 @@ def provisioned(swtpm: Swtpm, tmp_path: Path) -> tuple[KeystoreConfig, Path]:
 # -- the agent in a child process --------------------------------------------------------------------------
 def run_agent(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Runs `steps` in a fresh interpreter (see the module docstring); one result per step."""
-    env = {**os.environ}
-    env.pop("OPENSSL_CONF", None)
-    env.pop("TPM2OPENSSL_TCTI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.security.keystore.test_tls_key", json.dumps(steps)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return run_steps_in_child("tests.security.keystore.test_tls_key", steps)
 
 
 def _child(steps: list[dict[str, Any]]) -> None:  # pragma: no cover - runs in the child process
