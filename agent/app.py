@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from . import __version__
 from .anonymizer import SECTION as ANONYMIZER
 from .anonymizer import AnonymizerFactory, AnonymizerSection, FrameAnonymizer
 from .anonymizer.metrics import AnonymizerCollector
-from .core.config import AgentConfig, Extensions, resolve_secret
+from .core.config import AgentConfig, ConfigError, Extensions, Problem, resolve_secret
 from .core.config.schema_base import split_listen
 from .core.logs import installed_recent_logs
 from .core.metrics import AgentCollector, build_registry
@@ -36,7 +37,9 @@ from .northbound.sensinact import RestSection, close_sensinact_app, create_sensi
 from .northbound.soxfire import SECTION as SOX
 from .northbound.soxfire import SoxfireSection, create_sox_components
 from .northbound.status import StatusSection, StatusSources, install_status_page
+from .northbound.status.oidc_login import OidcSignIn
 from .sealing_setup import SealingSetup, setup_sealing
+from .security.authcode import authorization_code_login
 from .security.config import SecuritySection
 from .security.policy import SecurityPolicy
 from .web import WsgiServer, create_ops_app
@@ -200,9 +203,28 @@ def install_status(
     )
     security = config.section("security")
     users = security.users if isinstance(security, SecuritySection) else []
-    if not users:
+    sign_in = status_sign_in(config, status, security) if status.oidc_login else None
+    if not users and sign_in is None:
         log.warning("nobody can log in to the status page: no [[security.users]] configured")
-    install_status_page(web, sources, status, [(u.name, u.password_hash, u.roles) for u in users])
+    install_status_page(web, sources, status, [(u.name, u.password_hash, u.roles) for u in users], sign_in)
+
+
+def status_sign_in(config: AgentConfig, status: StatusSection, security: object) -> OidcSignIn:
+    """The page's "Sign in with <IdP>" ([status] oidc_login): the [security.oidc] provider and client."""
+    oidc = security.oidc if isinstance(security, SecuritySection) else None
+    if oidc is None or not oidc.client_id or status.oidc_redirect_uri is None:
+        problem = Problem("status.oidc_login", "needs [security.oidc] with client_id, and oidc_redirect_uri")
+        raise ConfigError(str(config.source), [problem])
+    client_secret = resolve_secret(oidc.client_secret).reveal() if oidc.client_secret else None
+    flow = authorization_code_login(
+        oidc,
+        client_secret=client_secret,
+        redirect_uri=status.oidc_redirect_uri,
+        clock=time.time,
+        ttl=status.oidc_login_seconds,
+    )
+    issuer = oidc.issuer or oidc.discovery_url.removesuffix("/.well-known/openid-configuration")
+    return OidcSignIn(flow, issuer)
 
 
 def build_rest(config: AgentConfig, model: Model, runtime: Runtime) -> Flask | None:

@@ -14,13 +14,14 @@ from agent.app import Agent, build_agent, extensions
 from agent.core.config import load_config
 
 
-def write_config(directory: Path, body: str = "", *, http: bool = False) -> Path:
-    """A config with its state in `directory`; `body` adds tables."""
+def write_config(directory: Path, body: str = "", *, http: bool = False, listen: str = "127.0.0.1:0") -> Path:
+    """A config with its state in `directory`; `body` adds tables; `listen` fixes the HTTP port when a test
+    must know it before the start (a URL in the config pointing back at the agent)."""
     path = directory / "agent.toml"
     path.write_text(
         f'[agent]\ndevice_id = "test-truck"\nprofile = "development"\nstate_dir = "{directory}/state"\n'
         f'log_format = "text"\n\n[outbox]\nsynchronous = "NORMAL"\n\n[http]\nenabled = {str(http).lower()}\n'
-        f'listen = "127.0.0.1:0"\n\n{body}'
+        f'listen = "{listen}"\n\n{body}'
     )
     return path
 
@@ -77,8 +78,8 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
 def run_agent(tmp_path: Path) -> Iterator[Callable[..., AgentThread]]:
     started: list[AgentThread] = []
 
-    def start(body: str = "", http: bool = False) -> AgentThread:
-        config = load_config(write_config(tmp_path, body, http=http), extensions())
+    def start(body: str = "", http: bool = False, listen: str = "127.0.0.1:0") -> AgentThread:
+        config = load_config(write_config(tmp_path, body, http=http, listen=listen), extensions())
         runner = AgentThread(build_agent(config)).start()
         started.append(runner)
         return runner

@@ -38,6 +38,7 @@ class Discovery:
     issuer: str
     jwks_uri: str
     token_endpoint: str | None
+    authorization_endpoint: str | None = None  # the browser sign-in (authorization code flow) starts here
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,10 @@ class JwksCache:
         self._http.check_url(jwks_uri)
         if token is not None and not isinstance(token, str):
             raise IdPError("the discovery document's 'token_endpoint' is not a string")
-        return Discovery(issuer, jwks_uri, token)
+        authorize = document.get("authorization_endpoint")
+        if authorize is not None and not isinstance(authorize, str):
+            raise IdPError("the discovery document's 'authorization_endpoint' is not a string")
+        return Discovery(issuer, jwks_uri, token, authorize)
 
     def _fetch_keys(self, url: str) -> dict[str, SigningKey]:
         document = self._http.get_json(url)

@@ -9,6 +9,10 @@ Stricter than sensiNact (which checks neither issuer nor audience): a token is a
   `nbf` and `iat` not in the future (each within `leeway` seconds), `sub` is a string, and a Keycloak
   `typ` claim, when present, is `Bearer` (so ID and refresh tokens are refused as access tokens).
 
+An ID token (the status page's browser sign-in, authcode.py) gets the same checks of signature,
+algorithm, issuer and time, but its `aud` must name our client, its `typ` (when present) is `ID`, and its
+`nonce` must be the sign-in's (`validate_id_token`).
+
 Roles (Keycloak's layout): realm roles (`realm_access.roles`) as they are; client roles
 (`resource_access.<client>.roles`) as `<client>:<role>`, so a client role can never pose as a realm role
 of the same name; and a top-level `roles` list (the legacy M-Sec claim) as it is.
@@ -16,6 +20,7 @@ of the same name; and a top-level `roles` list (the legacy M-Sec claim) as it is
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -25,7 +30,8 @@ from typing import Any
 import jwt
 from jwt.exceptions import InvalidKeyError, PyJWTError
 
-from agent.security.idp_http import IdPError, IdPHttp
+from agent.security.config import OidcSection
+from agent.security.idp_http import HttpSettings, IdPError, IdPHttp
 from agent.security.jwks import JwksCache, KeysUnavailable, SigningKey
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,9 @@ ALGORITHM_KEYS: dict[str, tuple[str, frozenset[str | None]]] = {
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
 }
 SUPPORTED_ALGORITHMS = frozenset(ALGORITHM_KEYS)
+# Keycloak's `typ` claim, lower-cased: refresh and ID tokens are no access tokens, and the other way round.
+ACCESS_TOKEN_TYPES = frozenset({"bearer"})
+ID_TOKEN_TYPES = frozenset({"id"})
 
 
 class InvalidToken(Exception):
@@ -109,6 +118,32 @@ class TokenValidator:
     def validate(self, token: str) -> TokenIdentity:
         """The identity a valid token carries; raises InvalidToken, or KeysUnavailable when no keys can be
         had to check it with."""
+        claims = self._signed_claims(token)
+        self._check_claims(claims, self._audiences, ACCESS_TOKEN_TYPES)
+        return self._identity(claims)
+
+    def validate_id_token(self, token: str, *, client_id: str, nonce: str) -> TokenIdentity:
+        """An ID token from the authorization code flow (OIDC Core §3.1.3.7): the same signature, issuer
+        and time checks as a bearer token, but `aud` must name our client, `azp` (when present) must be
+        our client, `typ` (when present) must be Keycloak's `ID`, and `nonce` must be the one this
+        sign-in sent (so a token minted for another sign-in cannot be replayed into this one)."""
+        claims = self._signed_claims(token)
+        self._check_claims(claims, frozenset({client_id}), ID_TOKEN_TYPES)
+        party = claims.get("azp")
+        if party is not None and party != client_id:
+            raise InvalidToken("the ID token was issued to another client ('azp')")
+        sent = claims.get("nonce")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+            raise InvalidToken("the ID token's nonce does not match this sign-in")
+        return self._identity(claims)
+
+    def _identity(self, claims: dict[str, Any]) -> TokenIdentity:
+        name = claims.get(self._username_claim)
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise InvalidToken(f"the token's '{self._username_claim}' claim is not a usable user name")
+        return TokenIdentity(name, keycloak_roles(claims), float(claims["exp"]))
+
+    def _signed_claims(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("the token is too long")
         if not _COMPACT_JWS.fullmatch(token):
@@ -127,12 +162,7 @@ class TokenValidator:
         key = self._keys.key(kid)
         if key is None:
             raise InvalidToken("the token's key is not one of the identity provider's keys")
-        claims = self._verify_signature(token, key)
-        self._check_claims(claims)
-        name = claims.get(self._username_claim)
-        if not isinstance(name, str) or not name or len(name) > 256:
-            raise InvalidToken(f"the token's '{self._username_claim}' claim is not a usable user name")
-        return TokenIdentity(name, keycloak_roles(claims), float(claims["exp"]))
+        return self._verify_signature(token, key)
 
     def _verify_signature(self, token: str, key: SigningKey) -> dict[str, Any]:
         # The algorithms come from configuration, narrowed to those this key's type can verify: never
@@ -172,13 +202,13 @@ class TokenValidator:
             raise InvalidToken("the token's payload is not a JSON object")
         return claims
 
-    def _check_claims(self, claims: dict[str, Any]) -> None:
+    def _check_claims(self, claims: dict[str, Any], wanted: frozenset[str], kinds: frozenset[str]) -> None:
         discovery = self._keys.discovery
         if discovery is None or claims.get("iss") != discovery.issuer:
             raise InvalidToken("the token was issued by another issuer")
         audience = claims.get("aud")
         audiences = [audience] if isinstance(audience, str) else _strings(audience)
-        if not self._audiences.intersection(audiences):
+        if not wanted.intersection(audiences):
             raise InvalidToken("the token is not meant for this device (audience)")
         now, leeway = self._clock(), self._leeway
         expires = _number(claims, "exp")
@@ -195,8 +225,39 @@ class TokenValidator:
         if not isinstance(claims.get("sub"), str):
             raise InvalidToken("the token has no subject ('sub')")
         kind = claims.get("typ")
-        if kind is not None and (not isinstance(kind, str) or kind.lower() != "bearer"):
-            raise InvalidToken("the token is not an access token ('typ')")
+        if kind is not None and (not isinstance(kind, str) or kind.lower() not in kinds):
+            raise InvalidToken(
+                f"the token is not {'an access' if kinds is ACCESS_TOKEN_TYPES else 'an ID'} token ('typ')"
+            )
+
+
+def idp_clients(oidc: OidcSection, clock: Clock) -> tuple[IdPHttp, JwksCache, TokenValidator]:
+    """HTTP to the IdP, its keys and a validator of its tokens, as a `[security.oidc]` table says."""
+    http = IdPHttp(
+        HttpSettings(
+            timeout=oidc.http_timeout,
+            max_bytes=oidc.max_response_bytes,
+            ca_file=oidc.ca_file,
+            allow_plain_http=oidc.allow_plain_http,
+        )
+    )
+    keys = JwksCache(
+        http,
+        oidc.discovery_url,
+        ttl=oidc.jwks_ttl,
+        min_refetch_interval=oidc.min_refetch_interval,
+        clock=clock,
+        expected_issuer=oidc.issuer,
+    )
+    validator = TokenValidator(
+        keys,
+        audiences=oidc.audiences,
+        algorithms=oidc.algorithms,
+        leeway=oidc.leeway,
+        clock=clock,
+        username_claim=oidc.username_claim,
+    )
+    return http, keys, validator
 
 
 class PasswordGrant:
@@ -256,5 +317,6 @@ __all__ = [
     "PasswordGrant",
     "TokenIdentity",
     "TokenValidator",
+    "idp_clients",
     "keycloak_roles",
 ]

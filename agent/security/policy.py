@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 
 from agent.security.access import ANONYMOUS, Operation, Principal, Unauthenticated
 from agent.security.config import SecuritySection
-from agent.security.idp_http import HttpSettings, IdPError, IdPHttp
+from agent.security.idp_http import IdPError
 from agent.security.jwks import JwksCache, KeysUnavailable
-from agent.security.oidc import InvalidToken, PasswordGrant, TokenIdentity, TokenValidator
+from agent.security.oidc import InvalidToken, PasswordGrant, TokenIdentity, TokenValidator, idp_clients
 from agent.security.passwords import MAX_PASSWORD_BYTES, ScryptHash, parse_hash, verify_password
 from agent.security.ratelimit import FailureLimiter, RateLimited
 from agent.security.rules import Effect, Rule, RuleSet
@@ -116,30 +116,7 @@ class SecurityPolicy:
         self._grant: PasswordGrant | None = None
         oidc = section.oidc
         if oidc is not None:
-            http = IdPHttp(
-                HttpSettings(
-                    timeout=oidc.http_timeout,
-                    max_bytes=oidc.max_response_bytes,
-                    ca_file=oidc.ca_file,
-                    allow_plain_http=oidc.allow_plain_http,
-                )
-            )
-            self.keys = JwksCache(
-                http,
-                oidc.discovery_url,
-                ttl=oidc.jwks_ttl,
-                min_refetch_interval=oidc.min_refetch_interval,
-                clock=clock,
-                expected_issuer=oidc.issuer,
-            )
-            self._validator = TokenValidator(
-                self.keys,
-                audiences=oidc.audiences,
-                algorithms=oidc.algorithms,
-                leeway=oidc.leeway,
-                clock=clock,
-                username_claim=oidc.username_claim,
-            )
+            http, self.keys, self._validator = idp_clients(oidc, clock)
             if oidc.password_grant and oidc.client_id:
                 self._grant = PasswordGrant(
                     http,

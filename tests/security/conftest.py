@@ -1,10 +1,13 @@
-"""A real OpenID Connect provider on loopback (discovery, JWKS, token endpoint), keys made with
-`cryptography`, tokens signed by them, and a clock the tests move by hand."""
+"""A real OpenID Connect provider on loopback (discovery, JWKS, token endpoint, and an authorization
+endpoint that signs a fixed user in without any UI), keys made with `cryptography`, tokens signed by them,
+and a clock the tests move by hand."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -73,6 +76,15 @@ class IdP:
     override: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # The authorization code flow: the user the authorization endpoint signs in (claims of its tokens),
+    # an OAuth error to answer instead (e.g. "access_denied"), claims that override those of the ID token
+    # issued for a code, and the codes issued and not yet redeemed.
+    signed_in: dict[str, Any] = field(
+        default_factory=lambda: {"sub": "2c1d6f0e-user", "preferred_username": "alice"}
+    )
+    deny: str | None = None
+    id_token_overrides: dict[str, Any] = field(default_factory=dict)
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def stop(self) -> None:
         """The IdP goes down: its port refuses connections from now on."""
@@ -115,6 +127,59 @@ class IdP:
     def count(self, path: str) -> int:
         return self.requests.get(path, 0)
 
+    @property
+    def authorization_endpoint(self) -> str:
+        return self.issuer + "/protocol/openid-connect/auth"
+
+    def authorize(self, query: dict[str, list[str]]) -> tuple[int, str]:
+        """The authorization endpoint: checks the request, then signs `signed_in` in at once (no UI).
+        Answers (HTTP status, redirect location or error text)."""
+        one = {name: values[0] for name, values in query.items() if len(values) == 1}
+        redirect_uri, state = one.get("redirect_uri", ""), one.get("state")
+        if one.get("client_id") != CLIENT_ID or not redirect_uri.startswith(("http://", "https://")):
+            return 400, "unknown client or redirect_uri"  # never redirect to an unverified URI
+        back: dict[str, str] = {"state": state} if state is not None else {}
+        if self.deny is not None:
+            back["error"] = self.deny
+        elif (
+            one.get("response_type") != "code"
+            or one.get("code_challenge_method") != "S256"
+            or not one.get("code_challenge")
+            or "openid" not in one.get("scope", "").split()
+        ):
+            back["error"] = "invalid_request"
+        else:
+            code = secrets.token_urlsafe(24)
+            self.codes[code] = {
+                "challenge": one["code_challenge"],
+                "redirect_uri": redirect_uri,
+                "nonce": one.get("nonce", ""),
+            }
+            back["code"] = code
+        return 302, redirect_uri + "?" + urllib.parse.urlencode(back)
+
+    def redeem(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """The token endpoint's authorization_code grant: a code is good once, for its redirect URI and
+        the verifier whose S256 hash was sent with it."""
+        one = {name: values[0] for name, values in form.items() if len(values) == 1}
+        grant = self.codes.pop(one.get("code", ""), None)
+        verifier = one.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if (
+            grant is None
+            or grant["redirect_uri"] != one.get("redirect_uri")
+            or grant["challenge"] != challenge
+        ):
+            return 400, {"error": "invalid_grant", "error_description": "Code not valid"}
+        person = dict(self.signed_in)
+        id_claims = {"aud": CLIENT_ID, "azp": CLIENT_ID, "typ": "ID", "nonce": grant["nonce"], **person}
+        return 200, {
+            "access_token": self.token(**person),
+            "id_token": self.token(**{**id_claims, **self.id_token_overrides}),
+            "token_type": "Bearer",
+            "expires_in": 300,
+        }
+
 
 def _handler(idp: IdP) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -151,10 +216,20 @@ def _handler(idp: IdP) -> type[BaseHTTPRequestHandler]:
                         "issuer": idp.issuer,
                         "jwks_uri": idp.issuer + "/protocol/openid-connect/certs",
                         "token_endpoint": idp.issuer + "/protocol/openid-connect/token",
+                        "authorization_endpoint": idp.authorization_endpoint,
                     },
                 )
             elif path == realm + "/protocol/openid-connect/certs":
                 self._json(200, {"keys": [key.jwk() for key in idp.keys]})
+            elif path == realm + "/protocol/openid-connect/auth":
+                status, where = idp.authorize(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
+                if status != 302:
+                    self._send(status, where.encode(), "text/plain")
+                    return
+                self.send_response(302)
+                self.send_header("Location", where)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             else:
                 self._json(404, {"error": "not found"})
 
@@ -168,6 +243,9 @@ def _handler(idp: IdP) -> type[BaseHTTPRequestHandler]:
             expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
             if self.headers.get("Authorization") != expected:
                 self._json(401, {"error": "invalid_client"})
+                return
+            if form.get("grant_type") == ["authorization_code"]:
+                self._json(*idp.redeem(form))
                 return
             user, password = form.get("username", [""])[0], form.get("password", [""])[0]
             if form.get("grant_type") != ["password"] or idp.users.get(user) != password:

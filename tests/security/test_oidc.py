@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from agent.security.idp_http import HttpSettings, IdPHttp
 from agent.security.jwks import JwksCache, KeysUnavailable
 from agent.security.oidc import InvalidToken, TokenValidator, keycloak_roles
-from tests.security.conftest import AUDIENCE, IdP, ec_key, rsa_key
+from tests.security.conftest import AUDIENCE, CLIENT_ID, IdP, ec_key, rsa_key
 
 CERTS = "/realms/city/protocol/openid-connect/certs"
 DISCOVERY = "/realms/city/.well-known/openid-configuration"
@@ -313,3 +313,27 @@ def test_an_http_error_status_yields_no_keys(idp: IdP) -> None:
     idp.override[DISCOVERY] = (503, b'{"error": "down"}', "application/json")
     with pytest.raises(KeysUnavailable):
         validator.validate(idp.token())
+
+
+def test_an_id_token_is_checked_for_our_client_and_the_sign_ins_nonce(idp: IdP) -> None:
+    validator, _ = make(idp)
+    good = {"aud": CLIENT_ID, "azp": CLIENT_ID, "typ": "ID", "nonce": "n-1"}
+    identity = validator.validate_id_token(idp.token(**good), client_id=CLIENT_ID, nonce="n-1")
+    assert identity.name == "2c1d6f0e-user"
+    for claims, reason in [
+        ({"nonce": "n-2"}, "nonce does not match"),
+        ({"nonce": None}, "nonce does not match"),
+        ({"nonce": 1}, "nonce does not match"),
+        ({"aud": "other"}, "audience"),
+        ({"azp": "other"}, "azp"),
+        ({"typ": "Bearer"}, "not an ID token"),
+        ({"typ": "Refresh"}, "not an ID token"),
+        ({"exp": int(idp.clock.now) - 3600}, "expired"),
+    ]:
+        with pytest.raises(InvalidToken, match=reason):
+            validator.validate_id_token(idp.token(**{**good, **claims}), client_id=CLIENT_ID, nonce="n-1")
+
+
+def test_an_id_token_is_no_access_token(idp: IdP) -> None:
+    validator, _ = make(idp)
+    refused(validator, idp.token(typ="ID"), "not an access token")

@@ -2,8 +2,9 @@
 
 Routes: /login (GET form, POST), /logout (POST), /status (the page), /status/data (JSON), /status/events
 (SSE), /status/frame/<camera>.jpg (a camera's latest anonymized frame), /status/act and /status/set
-(actuation), /status/selftest, /status/republish. Everything but the login form requires a session;
-everything that changes state requires the CSRF token and the operator role.
+(actuation), /status/selftest, /status/republish; with an OIDC sign-in, /status/login/oidc and its
+callback (oidc_login.py). Everything but the login pages requires a session; everything that changes state
+requires the CSRF token and the operator role.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_templ
 
 from ...core.model import ModelError, ReadOnlyResource, UnknownElement
 from ..publisher import OutboxPublisher
-from .auth import Users, check_csrf, client_address, csrf_token, login_required
+from .auth import Users, check_csrf, client_address, csrf_token, login_required, start_session
 from .config import StatusSection
 from .history import History
+from .oidc_login import OidcSignIn, add_oidc_routes
 from .privacy import page_value
 from .selftest import run_selftest
 from .sources import StatusSources, resource_view
@@ -51,7 +53,10 @@ class StreamSlots:
 
 
 def create_status_blueprint(
-    sources: StatusSources, settings: StatusSection, accounts: Iterable[tuple[str, str, Iterable[str]]]
+    sources: StatusSources,
+    settings: StatusSection,
+    accounts: Iterable[tuple[str, str, Iterable[str]]],
+    sign_in: OidcSignIn | None = None,
 ) -> Blueprint:
     users = Users(settings, accounts)
     history = History(sources.model, seconds=settings.history_seconds)
@@ -76,9 +81,19 @@ def create_status_blueprint(
     def root() -> Response:
         return redirect(url_for("status.page"))
 
+    def login_page(error: str | None = None, status: int = 200) -> Response:
+        page = render_template(
+            "login.html",
+            csrf=csrf_token(),
+            device=sources.device_id,
+            error=error,
+            sign_in_with=sign_in.label if sign_in is not None else None,
+        )
+        return Response(page, status=status)
+
     @bp.get("/login")
-    def login_form() -> str:
-        return render_template("login.html", csrf=csrf_token(), error=None, device=sources.device_id)
+    def login_form() -> Response:
+        return login_page()
 
     @bp.post("/login")
     def login() -> Any:
@@ -86,15 +101,7 @@ def create_status_blueprint(
         source = client_address()
         wait = users.limiter.retry_after(source)
         if wait > 0:
-            response = Response(
-                render_template(
-                    "login.html",
-                    csrf=csrf_token(),
-                    device=sources.device_id,
-                    error=f"Too many failed logins: try again in {int(wait) + 1} s.",
-                ),
-                status=429,
-            )
+            response = login_page(f"Too many failed logins: try again in {int(wait) + 1} s.", 429)
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
         name = request.form.get("username", "")[:64]
@@ -102,19 +109,16 @@ def create_status_blueprint(
         if role is None:
             users.limiter.failed(source)
             log.warning("status page login failed", extra={"client": source})
-            return render_template(
-                "login.html",
-                csrf=csrf_token(),
-                device=sources.device_id,
-                error="Wrong user name or password.",
-            ), 401
+            return login_page("Wrong user name or password.", 401)
         users.limiter.succeeded(source)
-        session.clear()  # a new session id on login: no session fixation
-        session["user"] = {"name": name, "role": role, "expires": time.time() + users.session_seconds}
-        session.permanent = True
-        csrf_token()
+        start_session(name, role, users.session_seconds)
         log.info("status page login", extra={"user": name, "client": source})
         return redirect(url_for("status.page"))
+
+    if sign_in is not None:
+        add_oidc_routes(
+            bp, sign_in, settings, login_page, device=sources.device_id, session_seconds=users.session_seconds
+        )
 
     @bp.post("/logout")
     def logout() -> Response:
@@ -290,6 +294,7 @@ def install_status_page(
     sources: StatusSources,
     settings: StatusSection,
     accounts: Iterable[tuple[str, str, Iterable[str]]],
+    sign_in: OidcSignIn | None = None,
 ) -> None:
     """Mounts the page on an agent's web app, with a fresh session key and hardened cookies."""
     import secrets
@@ -303,4 +308,4 @@ def install_status_page(
         SESSION_COOKIE_NAME="msec_session",
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
     )
-    app.register_blueprint(create_status_blueprint(sources, settings, accounts))
+    app.register_blueprint(create_status_blueprint(sources, settings, accounts, sign_in))

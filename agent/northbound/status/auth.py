@@ -27,15 +27,19 @@ log = logging.getLogger("agent.northbound.status")
 OPERATOR_ROLE = "operator"
 
 
+def page_role(roles: Iterable[str]) -> str:
+    """A user's role on the page, from their roles as the REST facade sees them (a local user's configured
+    roles, or an IdP user's Keycloak roles): the role `operator` may act; everyone else may look."""
+    return "operator" if OPERATOR_ROLE in roles else "viewer"
+
+
 class Users:
     """The agent's local users ([[security.users]]: name, scrypt hash, roles) as the page sees them."""
 
     def __init__(self, settings: StatusSection, accounts: Iterable[tuple[str, str, Iterable[str]]]) -> None:
         accounts = list(accounts)
         self._hashes = {name: parse_hash(password_hash) for name, password_hash, _ in accounts}
-        self._roles = {
-            name: "operator" if OPERATOR_ROLE in roles else "viewer" for name, _, roles in accounts
-        }
+        self._roles = {name: page_role(roles) for name, _, roles in accounts}
         self.limiter = FailureLimiter(
             max_failures=settings.login_failures,
             window=settings.login_pause_seconds,
@@ -48,6 +52,14 @@ class Users:
         """The user's role when the password matches; None otherwise (same work for unknown users)."""
         ok = verify_password(password, self._hashes.get(name))
         return self._roles[name] if ok else None
+
+
+def start_session(name: str, role: str, seconds: float) -> None:
+    """Logs `name` in: a fresh session (a new id, so no session fixation) with its own CSRF token."""
+    session.clear()
+    session["user"] = {"name": name, "role": role, "expires": time.time() + seconds}
+    session.permanent = True
+    csrf_token()
 
 
 def csrf_token() -> str:

@@ -1,15 +1,20 @@
-"""A real agent with its status page on a loopback port, and users with real scrypt hashes."""
+"""A real agent with its status page on a loopback port, users with real scrypt hashes, and (for the
+OIDC sign-in) the loopback IdP of tests/security/conftest.py."""
 
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.security.passwords import hash_password
 from tests.anonymizer.kit import DETECTOR, camera_tables, make_models_dir, start_agent, video_of_the_photo
+from tests.demo.conftest import free_port
+from tests.security.conftest import AUDIENCE, CLIENT_ID, CLIENT_SECRET, IdP, clock, idp  # noqa: F401
 
+CALLBACK = "/status/login/oidc/callback"
 PASSWORDS = {"olga": "operator-pass-1", "vic": "viewer-pass-1"}
 
 
@@ -37,19 +42,24 @@ description = "<b>bold</b>"
 
 
 def status_toml(
-    extra: str = "", *, cookie_secure: bool = False, rate_hz: float = 20.0, login_failures: int = 5
+    extra: str = "",
+    *,
+    cookie_secure: bool = False,
+    rate_hz: float = 20.0,
+    login_failures: int = 5,
+    status_keys: str = "",
 ) -> str:
     return (
         f"[status]\ncookie_secure = {str(cookie_secure).lower()}\nlogin_failures = {login_failures}\n"
-        f"{users_toml()}\n{HOSTILE_MODEL}\n"
+        f"{status_keys}\n{users_toml()}\n{HOSTILE_MODEL}\n"
         f'[[drivers]]\ntype = "simulated"\nid = "sim"\nrate_hz = {rate_hz}\nseed = 7\n{extra}'
     )
 
 
 @pytest.fixture
 def status_agent(run_agent):
-    def start(extra: str = "", **options):
-        return run_agent(status_toml(extra, **options), http=True)
+    def start(extra: str = "", *, listen: str = "127.0.0.1:0", **options):
+        return run_agent(status_toml(extra, **options), http=True, listen=listen)
 
     return start
 
@@ -80,3 +90,26 @@ def camera_agent(status_agent, tmp_path: Path):
     for runner in started:
         if runner.thread.is_alive():
             runner.stop()
+
+
+def oidc_tables(provider: IdP, secret_file: Path) -> str:
+    return (
+        f'[security.oidc]\ndiscovery_url = "{provider.discovery_url}"\naudiences = ["{AUDIENCE}"]\n'
+        f'allow_plain_http = true\nclient_id = "{CLIENT_ID}"\nclient_secret = "file:{secret_file}"\n'
+        'username_claim = "preferred_username"\n'
+    )
+
+
+@pytest.fixture
+def oidc_agent(status_agent, idp: IdP, tmp_path: Path):  # noqa: F811  (the fixture imported above)
+    """An agent whose page offers the IdP's sign-in; the IdP's clock is the agent's."""
+
+    def start(**options):
+        idp.clock.now = time.time()
+        secret = tmp_path / "client-secret"
+        secret.write_text(CLIENT_SECRET + "\n")
+        port = free_port()
+        keys = f'oidc_login = true\noidc_redirect_uri = "http://127.0.0.1:{port}{CALLBACK}"\n'
+        return status_agent(oidc_tables(idp, secret), listen=f"127.0.0.1:{port}", status_keys=keys, **options)
+
+    return start

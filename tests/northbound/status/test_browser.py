@@ -133,6 +133,25 @@ def test_viewer_has_no_actions(browser, status_agent) -> None:
         context.close()
 
 
+def test_sign_in_with_the_idp(browser, oidc_agent, idp) -> None:
+    """The authorization code flow with PKCE, end to end: the login page's link, the loopback IdP (which
+    signs its fixed user in without a form), the callback, and the status page as that user."""
+    runner = oidc_agent(cookie_secure=True)
+    context = browser.new_context()
+    page = context.new_page()
+    errors, _ = watch(page)
+    try:
+        page.goto(runner.url + "/login")
+        page.get_by_role("link", name=f"Sign in with {idp.issuer}").click()
+        playwright.expect(page).to_have_url(runner.url + "/status")
+        playwright.expect(page.locator("header")).to_contain_text("alice (operator)")
+        assert page.get_by_test_id("actions").count() == 1  # an operator's page
+        assert idp.count("/realms/city/protocol/openid-connect/auth") == 1
+        assert errors == []
+    finally:
+        context.close()
+
+
 def watch(page) -> tuple[list[str], list[bytes]]:
     """Script errors and console errors (a CSP violation is one), and every frame image the browser got."""
     errors: list[str] = []
