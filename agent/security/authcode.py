@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from agent.security.config import OidcSection
 from agent.security.idp_http import IdPError, IdPHttp
 from agent.security.jwks import JwksCache, KeysUnavailable
-from agent.security.oidc import InvalidToken, TokenIdentity, TokenValidator, idp_clients
+from agent.security.oidc import InvalidToken, TokenIdentity, TokenValidator, idp_clients, post_grant
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +189,8 @@ class AuthorizationCodeLogin:
             "redirect_uri": self._redirect_uri,
             "code_verifier": verifier,
         }
-        basic = None
-        if self._client_secret is None:
-            form["client_id"] = self._client_id  # a public client
-        else:
-            basic = (self._client_id, self._client_secret)
         try:
-            endpoint = self._keys.discover().token_endpoint
-            if endpoint is None:
-                raise IdPError("the discovery document has no 'token_endpoint'")
-            status, body = self._http.post_form(endpoint, form, basic=basic)
+            status, body = post_grant(self._http, self._keys, form, self._client_id, self._client_secret)
         except (IdPError, KeysUnavailable) as error:
             log.warning("OIDC sign-in: the code could not be exchanged: %s", error)
             raise SignInUnavailable(UNREACHABLE) from None

@@ -260,6 +260,25 @@ def idp_clients(oidc: OidcSection, clock: Clock) -> tuple[IdPHttp, JwksCache, To
     return http, keys, validator
 
 
+def post_grant(
+    http: IdPHttp, keys: JwksCache, form: dict[str, str], client_id: str, client_secret: str | None
+) -> tuple[int, Any]:
+    """POST a grant to the IdP's token endpoint as this client: HTTP Basic for a confidential client,
+    `client_id` in the form for a public one (RFC 6749 §2.3). Raises IdPError / KeysUnavailable when the
+    IdP cannot be asked; the caller reads the (status, JSON body) answer."""
+    endpoint = keys.discover().token_endpoint
+    if endpoint is None:
+        raise IdPError("the discovery document has no 'token_endpoint'")
+    http.check_url(endpoint)
+    form = dict(form)
+    basic = None
+    if client_secret is None:
+        form["client_id"] = client_id  # a public client
+    else:
+        basic = (client_id, client_secret)
+    return http.post_form(endpoint, form, basic=basic)
+
+
 class PasswordGrant:
     """Resource-owner password credentials (RFC 6749 §4.3) at the IdP's token endpoint; the access token
     that comes back is validated like any bearer token."""
@@ -284,17 +303,8 @@ class PasswordGrant:
     def exchange(self, username: str, password: str) -> TokenIdentity | None:
         """The identity for these credentials, or None when the IdP refuses them. Raises IdPError or
         KeysUnavailable when the IdP cannot be asked; InvalidToken when its answer does not validate."""
-        endpoint = self._keys.discover().token_endpoint
-        if endpoint is None:
-            raise IdPError("the discovery document has no 'token_endpoint'")
-        self._http.check_url(endpoint)
         form = {"grant_type": "password", "username": username, "password": password, "scope": self._scope}
-        basic = None
-        if self._client_secret is None:
-            form["client_id"] = self._client_id  # a public client
-        else:
-            basic = (self._client_id, self._client_secret)
-        status, body = self._http.post_form(endpoint, form, basic=basic)
+        status, body = post_grant(self._http, self._keys, form, self._client_id, self._client_secret)
         if status in (400, 401):
             error = body.get("error") if isinstance(body, dict) else None
             log.info(
@@ -319,4 +329,5 @@ __all__ = [
     "TokenValidator",
     "idp_clients",
     "keycloak_roles",
+    "post_grant",
 ]

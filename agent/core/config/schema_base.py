@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
@@ -57,3 +58,13 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 JsonValue = Any
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address: where plain text never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

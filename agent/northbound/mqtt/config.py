@@ -6,13 +6,12 @@ Static checks happen here (pydantic, strict like every table); checks that need 
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ...core.config.errors import Problem
-from ...core.config.schema_base import Strict
+from ...core.config.schema_base import Strict, is_loopback_host
 from ...security.secrets import SecretRef
 from .topics import DEFAULT_STATUS_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, check_template
 
@@ -105,17 +104,8 @@ def profile_problems(section: MqttSection, profile: str, prefix: str = "mqtt") -
     problems = []
     if section.tls is not None and section.tls.insecure:
         problems.append(Problem(f"{prefix}.tls.insecure", "refused in the production profile"))
-    if section.tls is None and not _is_loopback(section.host):
+    if section.tls is None and not is_loopback_host(section.host):
         problems.append(
             Problem(f"{prefix}.tls", "TLS is required in the production profile for a broker off this host")
         )
     return problems
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -6,12 +6,11 @@ of the `[security.oidc]` identity provider may also sign in there (authorization
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 
 from pydantic import Field, field_validator, model_validator
 
-from ...core.config.schema_base import Strict
+from ...core.config.schema_base import Strict, is_loopback_host
 
 OIDC_CALLBACK_PATH = "/status/login/oidc/callback"
 
@@ -46,7 +45,7 @@ class StatusSection(Strict):
         if not parts.hostname or not parts.path.endswith(OIDC_CALLBACK_PATH):
             raise ValueError(f"expected an absolute URL whose path ends with {OIDC_CALLBACK_PATH}")
         # RFC 9700 §4.1 / RFC 8252 §7.3: plain http only back to the loopback interface.
-        if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(parts.hostname)):
             raise ValueError("expected https:// (http:// only to a loopback address)")
         return value
 
@@ -55,12 +54,3 @@ class StatusSection(Strict):
         if self.oidc_login and self.oidc_redirect_uri is None:
             raise ValueError("oidc_login needs oidc_redirect_uri (the callback URL registered at the IdP)")
         return self
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
