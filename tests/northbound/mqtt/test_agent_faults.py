@@ -41,5 +41,7 @@ def test_broker_restarted_twice_mid_stream_loses_and_reorders_nothing(
     records = consumer.records()
     epoch = records[0][1].uid.rsplit("-", 1)[0]
     counts = check_delivery(records, {f"{epoch}-{i}" for i in range(1, appended + 1)})
-    assert max(counts.values()) <= 2
+    # At least once: a record sent but not yet acknowledged when the broker goes away is sent again after
+    # each of the two restarts, so it may arrive three times (consumers drop copies by uid); never more.
+    assert max(counts.values()) <= 3
     assert agent.runtime.supervisor.records["mqtt"].restarts >= 2
